@@ -1,0 +1,1 @@
+"""logmonctl: query and watch a running logmond."""

@@ -1,0 +1,5 @@
+import sys
+
+from logmond.cli import main
+
+sys.exit(main())

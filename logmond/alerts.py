@@ -1,0 +1,55 @@
+"""The high-traffic alert rule, one log second at a time.
+
+Thresholds are exact fractions so that "exactly at the threshold never fires" holds for any
+decimal flag value (0.1 * 30 is not 3.0 in floating point).
+"""
+from __future__ import annotations
+
+from collections import deque
+from fractions import Fraction
+from typing import Any
+
+from shared.schema import ALERT, RECOVER, Event
+
+# Alert events kept for the `alerts` history.
+MAX_HISTORY = 1000
+
+
+class AlertRule:
+    """Quiet until the window average exceeds the threshold; firing until it falls to the band."""
+
+    def __init__(self, threshold: Fraction, window: int, hysteresis: Fraction) -> None:
+        self.threshold = threshold
+        self.window = window
+        self._fire_above = threshold * window
+        self._recover_at = threshold * (1 - hysteresis) * window
+        self.firing = False
+        self.since: int | None = None
+        self.last_id = 0
+        self.history: deque[Event] = deque(maxlen=MAX_HISTORY)
+
+    def evaluate(self, t: int, hits: int) -> Event | None:
+        """Decide second t given the hits in (t - window, t]; return the event it causes."""
+        if not self.firing and hits > self._fire_above:
+            self.firing, self.since = True, t
+            return self._event(ALERT, t, hits)
+        if self.firing and hits <= self._recover_at:
+            self.firing, self.since = False, None
+            return self._event(RECOVER, t, hits)
+        return None
+
+    def _event(self, kind: str, t: int, hits: int) -> Event:
+        self.last_id += 1
+        event = {"type": kind, "at": t, "hits": hits, "rate": hits / self.window,
+                 "threshold": float(self.threshold), "window": self.window}
+        self.history.append({"id": self.last_id, **event})
+        return event
+
+    def to_state(self) -> dict[str, Any]:
+        return {"firing": self.firing, "since": self.since, "last_id": self.last_id, "history": list(self.history)}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.firing = bool(state["firing"])
+        self.since = None if state["since"] is None else int(state["since"])
+        self.last_id = int(state["last_id"])
+        self.history.extend(dict(e) for e in state["history"])

@@ -1,0 +1,270 @@
+"""The monitoring core: lines in, events out, with log time as the only clock.
+
+`Monitor` is pure: the caller hands it bytes of complete lines and, when live, the current log
+time. Seconds are evaluated in order once complete (a line more than `lateness` seconds newer has
+been seen, or the caller says time has passed, or input ended), so the alert events are exactly
+those of the offline rule for any input whose lines are at most `lateness` seconds out of order.
+"""
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from logmond.alerts import AlertRule
+from logmond.batch import Chunk, fast_chunk, slow_chunk, split_lines
+from logmond.parse import FORMATS, detect_format
+from logmond.window import Block, Rollup
+from shared.schema import SUMMARY, TOTALS, Event
+
+# Malformed lines kept for inspection (the newest ones).
+MALFORMED_SAMPLES = 20
+# Bytes of a run of lines handed to one batch: big enough to amortise, small enough that one bad
+# line only sends this much down the slow path.
+BATCH_BYTES = 256 * 1024
+# Undecided input kept while `auto` looks for a line it can parse (then it settles on csv).
+DETECT_MAX_BYTES = 1024 * 1024
+# Lines the format detector samples.
+DETECT_LINES = 50
+# A run of empty blocks longer than this is reported as one summary, so a timestamp far in the
+# future cannot make the monitor print forever. One day at the default interval.
+MAX_EMPTY_BLOCKS = 8640
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    format: str = "auto"
+    threshold: Fraction = Fraction(10)
+    window: int = 120
+    hysteresis: Fraction = Fraction(0)
+    lateness: int = 5
+    summary_interval: int = 10
+    timeframe: int = 600
+
+    def check(self) -> None:
+        """Raise ValueError naming the first impossible value."""
+        if self.format not in ("auto", *FORMATS):
+            raise ValueError(f"format must be auto, {', '.join(FORMATS)}")
+        if self.threshold < 0:
+            raise ValueError("threshold must be >= 0")
+        if self.window < 1:
+            raise ValueError("alert window must be at least 1 second")
+        if not 0 <= self.hysteresis < 1:
+            raise ValueError("hysteresis must be in [0, 1)")
+        if self.lateness < 0:
+            raise ValueError("lateness must be >= 0")
+        if self.summary_interval < 1:
+            raise ValueError("summary interval must be at least 1 second")
+        if self.timeframe < self.summary_interval:
+            raise ValueError("timeframe must be at least the summary interval")
+
+
+class Monitor:
+    def __init__(self, config: CoreConfig) -> None:
+        config.check()
+        self.config = config
+        self.format: str | None = None if config.format == "auto" else config.format
+        self._undecided = b""
+        self.lines = self.parsed = self.late = 0
+        self.malformed_by_reason: Counter[str] = Counter()
+        self.malformed_samples: deque[dict[str, str]] = deque(maxlen=MALFORMED_SAMPLES)
+        # Newest log second seen or announced; seconds < clock - lateness are complete.
+        self.clock: int | None = None
+        # Next second to evaluate; None until the first one is.
+        self.cursor: int | None = None
+        # Hits per second, for the seconds still in the alert window or not yet evaluated.
+        self.seconds: dict[int, int] = {}
+        # Hits in (cursor - 1 - window, cursor - 1].
+        self.window_hits = 0
+        self.blocks: dict[int, Block] = {}
+        self.next_block: int | None = None
+        self.last_summary: Event | None = None
+        self.rollup = Rollup(config.timeframe, config.summary_interval)
+        self.alert = AlertRule(config.threshold, config.window, config.hysteresis)
+
+    # -- input ---------------------------------------------------------------------------
+    def feed(self, data: bytes) -> list[Event]:
+        """Take complete lines (each ending in b'\\n'); return the events they complete."""
+        if self.format is None:
+            data = self._detect(data)
+            if not data:
+                return []
+        events: list[Event] = []
+        start = 0
+        while start < len(data):
+            end = data.find(b"\n", start + BATCH_BYTES) + 1 or len(data)
+            self._take(data[start:end])
+            events += self._evaluate(self._complete_through())
+            start = end
+        return events
+
+    def advance(self, now: int) -> list[Event]:
+        """Live mode: log time has reached `now` even if no line says so."""
+        if self.clock is None or now <= self.clock:
+            return []
+        self.clock = now
+        return self._evaluate(self._complete_through())
+
+    def finish(self) -> list[Event]:
+        """End of input: evaluate every remaining second and report the last block."""
+        events: list[Event] = []
+        if self.format is None:
+            data, self._undecided = self._undecided, b""
+            self.format = detect_format(split_lines(data)[:DETECT_LINES]) or "csv"
+            events += self.feed(data)
+        if self.clock is None:
+            return events
+        events += self._evaluate(self.clock)
+        if self.next_block in self.blocks:
+            events += self._close_block(self.next_block + self.config.summary_interval)
+        return events
+
+    def _detect(self, data: bytes) -> bytes:
+        self._undecided += data
+        sample = split_lines(self._undecided)[:DETECT_LINES]
+        fmt = detect_format(sample)
+        if fmt is None and len(self._undecided) < DETECT_MAX_BYTES:
+            return b""
+        self.format = fmt or "csv"
+        data, self._undecided = self._undecided, b""
+        return data
+
+    def _take(self, data: bytes) -> None:
+        cfg, fmt = self.config, self.format
+        assert fmt is not None
+        chunk: Chunk | None = None
+        try:
+            chunk = fast_chunk(data.decode("utf-8"), fmt, cfg.summary_interval, self.clock, cfg.lateness)
+        except UnicodeDecodeError:
+            pass
+        if chunk is None:
+            chunk = slow_chunk(data, fmt, cfg.summary_interval, self.clock, cfg.lateness)
+        self.lines += chunk.lines
+        self.parsed += chunk.parsed
+        self.late += chunk.late
+        for reason, sample in chunk.malformed:
+            self.malformed_by_reason[reason] += 1
+            self.malformed_samples.append({"reason": reason, "line": sample})
+        for second, n in chunk.seconds.items():
+            self.seconds[second] = self.seconds.get(second, 0) + n
+        for start, block in chunk.blocks.items():
+            mine = self.blocks.get(start)
+            if mine is None:
+                self.blocks[start] = block
+            else:
+                mine.merge(block)
+        self.clock = chunk.clock
+
+    def _complete_through(self) -> int | None:
+        return None if self.clock is None else self.clock - self.config.lateness - 1
+
+    # -- evaluation ----------------------------------------------------------------------
+    def _evaluate(self, upto: int | None) -> list[Event]:
+        """Evaluate every second up to `upto` inclusive, in order."""
+        events: list[Event] = []
+        if upto is None:
+            return events
+        if self.cursor is None:
+            if not self.seconds:
+                return events
+            self.cursor = min(self.seconds)
+            interval = self.config.summary_interval
+            self.next_block = self.cursor // interval * interval
+        window, seconds, alert = self.config.window, self.seconds, self.alert
+        t = self.cursor
+        while t <= upto:
+            if self.window_hits == 0 and not alert.firing:
+                # Nothing in the window and quiet: nothing can happen before the next hit.
+                nxt = min((s for s in seconds if s >= t), default=upto + 1)
+                t = min(nxt, upto + 1)
+                events += self._close_blocks_through(t)
+                if t > upto:
+                    break
+            self.window_hits += seconds.get(t, 0) - seconds.pop(t - window, 0)
+            event = alert.evaluate(t, self.window_hits)
+            if event:
+                events.append(event)
+            t += 1
+            events += self._close_blocks_through(t)
+        self.cursor = max(t, self.cursor)
+        return events
+
+    def _close_blocks_through(self, end: int) -> list[Event]:
+        """Report every block that ends at or before `end`, empty ones included."""
+        events: list[Event] = []
+        interval = self.config.summary_interval
+        assert self.next_block is not None
+        while self.next_block + interval <= end:
+            if self.next_block not in self.blocks:
+                busy = min((s for s in self.blocks if s > self.next_block), default=end)
+                run_end = min(busy, end) // interval * interval
+                if run_end - self.next_block > MAX_EMPTY_BLOCKS * interval:
+                    events.append(Block().summary(self.next_block, run_end))
+                    self.next_block = run_end
+                    continue
+            events += self._close_block(self.next_block + interval)
+        return events
+
+    def _close_block(self, end: int) -> list[Event]:
+        start = self.next_block
+        assert start is not None
+        block = self.blocks.pop(start, None)
+        summary = (block or Block()).summary(start, end)
+        if block is not None:
+            self.rollup.push(start, block)
+        self.next_block = end
+        self.last_summary = summary
+        return [summary]
+
+    # -- views ---------------------------------------------------------------------------
+    def totals(self) -> Event:
+        return {
+            "type": TOTALS, "format": self.format or "auto", "lines": self.lines, "parsed": self.parsed,
+            "malformed": sum(self.malformed_by_reason.values()), "late": self.late,
+            "malformed_by_reason": dict(self.malformed_by_reason),
+            "malformed_samples": list(self.malformed_samples),
+        }
+
+    def rate(self) -> float:
+        """Hits/s over the alert window ending at the last evaluated second."""
+        return self.window_hits / self.config.window
+
+    def recent_seconds(self) -> list[int]:
+        """Hits for each of the last `window` evaluated seconds, oldest first (for charts)."""
+        if self.cursor is None:
+            return [0] * self.config.window
+        return [self.seconds.get(t, 0) for t in range(self.cursor - self.config.window, self.cursor)]
+
+    def timeframe_summary(self) -> Event | None:
+        return None if self.next_block is None else self.rollup.summary(self.next_block)
+
+    # -- persistence -----------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to resume exactly where this monitor is (msgpack-friendly)."""
+        return {
+            "format": self.format, "lines": self.lines, "parsed": self.parsed, "late": self.late,
+            "malformed_by_reason": dict(self.malformed_by_reason),
+            "malformed_samples": list(self.malformed_samples),
+            "clock": self.clock, "cursor": self.cursor, "window_hits": self.window_hits,
+            "seconds": [[s, n] for s, n in self.seconds.items()],
+            "blocks": [[s, b.to_state()] for s, b in self.blocks.items()],
+            "next_block": self.next_block, "last_summary": self.last_summary,
+            "rollup": self.rollup.to_state(), "alert": self.alert.to_state(),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Resume from `to_state()` output; raises (KeyError, TypeError, ValueError) if it is not."""
+        self.format = state["format"] or self.format
+        self.lines, self.parsed, self.late = int(state["lines"]), int(state["parsed"]), int(state["late"])
+        self.malformed_by_reason = Counter({str(k): int(v) for k, v in state["malformed_by_reason"].items()})
+        self.malformed_samples.extend(state["malformed_samples"])
+        self.clock = state["clock"]
+        self.cursor = state["cursor"]
+        self.window_hits = int(state["window_hits"])
+        self.seconds = {int(s): int(n) for s, n in state["seconds"]}
+        self.blocks = {int(s): Block.from_state(b) for s, b in state["blocks"]}
+        self.next_block = state["next_block"]
+        self.last_summary = state["last_summary"]
+        self.rollup.load(state["rollup"])
+        self.alert.load(state["alert"])

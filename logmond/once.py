@@ -1,0 +1,97 @@
+"""`logmond --once`: read a whole log (or stdin), print summaries and alerts in log-time order."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import BinaryIO, Callable
+
+from logmond.cli import UsageError
+from logmond.linebuffer import LineBuffer
+from logmond.monitor import CoreConfig, Monitor
+from shared.schema import ALERT, RECOVER, SUMMARY, Event, alert_message, iso_utc
+
+# Bytes read per system call.
+READ_SIZE = 1024 * 1024
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def format_summary(s: Event) -> str:
+    """A summary as at most four lines of at most 80 columns."""
+    status = "  ".join(f"{k} {v}" for k, v in s["status"].items()) or "-"
+    head = (f"{iso_utc(s['start'])} +{s['end'] - s['start']}s  {s['hits']} hits ({s['rate']:.2f}/s)  "
+            f"hosts {s['hosts']}  {human_size(s['bytes'])}")
+    lines = [head[:80], f"  status  {status}"[:80]]
+    if s["sections"]:
+        parts = []
+        for name, n in s["sections"][:5]:
+            err = s["errors"][name]
+            bad = f" {err['5xx']:.0%} 5xx" if err["5xx"] else ""
+            parts.append(f"{name} {n}{bad}")
+        lines.append(("  top     " + ", ".join(parts))[:80])
+    if s["top_hosts"]:
+        lines.append(("  hosts   " + ", ".join(f"{h} {n}" for h, n in s["top_hosts"])) [:80])
+    return "\n".join(lines)
+
+
+def _writer(as_json: bool) -> Callable[[Event], None]:
+    out = sys.stdout
+    if as_json:
+        return lambda e: out.write(json.dumps(e, separators=(",", ":")) + "\n")
+
+    def write(e: Event) -> None:
+        if e["type"] in (ALERT, RECOVER):
+            out.write(alert_message(e) + "\n")
+        elif e["type"] == SUMMARY:
+            out.write(format_summary(e) + "\n")
+    return write
+
+
+def _open(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def run_once(path: str, config: CoreConfig, as_json: bool) -> int:
+    stream = _open(path)
+    monitor = Monitor(config)
+    write = _writer(as_json)
+    lines = LineBuffer()
+    said_format = False
+    try:
+        with stream:
+            while True:
+                try:
+                    data = stream.read(READ_SIZE)
+                except OSError as exc:
+                    raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+                events = monitor.feed(lines.feed(data)) if data else monitor.feed(lines.flush()) + monitor.finish()
+                if not as_json and not said_format and monitor.format and config.format == "auto":
+                    print(f"logmond: format {monitor.format} (auto-detected)", file=sys.stderr)
+                    said_format = True
+                for event in events:
+                    write(event)
+                if not data:
+                    break
+        totals = monitor.totals()
+        if as_json:
+            write(totals)
+        else:
+            print(f"{totals['lines']} lines: {totals['parsed']} parsed, {totals['malformed']} malformed, "
+                  f"{totals['late']} late", file=sys.stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0

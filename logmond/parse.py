@@ -1,0 +1,180 @@
+"""Line parsers for the supported access-log formats: the reference semantics.
+
+Every line ends up as a `Record` or as a malformed reason; nothing in the input may raise.
+The fast batch path (`batch.py`) must agree with these functions on every line it accepts.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from functools import lru_cache
+from typing import NamedTuple
+
+# Longest line we parse; longer ones are malformed ("too_long") and never held whole by the tailer.
+MAX_LINE = 64 * 1024
+# Longest malformed-line sample kept for inspection, in characters.
+SAMPLE_CHARS = 200
+
+FORMATS = ("csv", "clf", "combined")
+CSV_HEADER = '"remotehost","rfc931","authuser","date","request","status","bytes"'
+
+# Malformed reasons, stable strings: they are JSON keys in `malformed_by_reason`.
+R_FIELDS = "fields"
+R_TIMESTAMP = "timestamp"
+R_STATUS = "status"
+R_BYTES = "bytes"
+R_REQUEST = "request"
+R_ENCODING = "encoding"
+R_TOO_LONG = "too_long"
+R_BINARY = "binary"
+
+
+class Record(NamedTuple):
+    ts: int
+    host: str
+    method: str
+    section: str
+    status: int
+    nbytes: int
+
+
+# A request method is an HTTP token; we accept the usual upper-case letters only.
+_METHOD = re.compile(r"[A-Z]{1,20}", re.ASCII)
+_DIGITS = re.compile(r"[0-9]{1,12}", re.ASCII)
+_STATUS = re.compile(r"[1-5][0-9][0-9]", re.ASCII)
+_BYTES = re.compile(r"[0-9]{1,18}|-", re.ASCII)
+_CLF = re.compile(
+    r'(\S+) (\S+) (.+?) \[([^\]]+)\] "((?:[^"\\]|\\.)*)" (\S+) (\S+)'
+    r'(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?',
+    re.ASCII,
+)
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_CLF_DATE = re.compile(
+    r"([0-9]{2})/([A-Z][a-z]{2})/([0-9]{4}):([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})",
+    re.ASCII,
+)
+
+
+def section_of(path: str) -> str:
+    """The path up to its second '/': /api/user -> /api, /report -> /report, / -> /."""
+    second = path.find("/", 1)
+    return path if second < 0 else path[:second]
+
+
+def parse_request(request: str) -> tuple[str, str] | None:
+    """(method, section) of a request line such as 'GET /api/user?id=3 HTTP/1.1', or None.
+
+    Absolute-form targets use their path; query and fragment are dropped first.
+    """
+    parts = request.split(" ")
+    if len(parts) not in (2, 3) or not _METHOD.fullmatch(parts[0]):
+        return None
+    target = parts[1]
+    if target.startswith(("http://", "https://")):
+        slash = target.find("/", target.index("//") + 2)
+        target = "/" if slash < 0 else target[slash:]
+    elif not target.startswith("/"):
+        return None
+    for mark in "?#":
+        cut = target.find(mark)
+        if cut >= 0:
+            target = target[:cut]
+    return parts[0], section_of(target)
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (no datetime objects per line)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@lru_cache(maxsize=4096)
+def clf_time(stamp: str) -> int | None:
+    """Unix time of a CLF date such as '10/Oct/2000:13:55:36 -0700', or None."""
+    m = _CLF_DATE.fullmatch(stamp)
+    if not m:
+        return None
+    day, mon, year, hh, mm, ss, sign, oh, om = m.groups()
+    month = _MONTHS.get(mon)
+    if month is None or not (1 <= int(day) <= 31 and int(hh) < 24 and int(mm) < 60 and int(ss) < 61):
+        return None
+    offset = (int(oh) * 60 + int(om)) * 60 * (1 if sign == "+" else -1)
+    return _days_from_civil(int(year), month, int(day)) * 86400 + int(hh) * 3600 + int(mm) * 60 + int(ss) - offset
+
+
+def status_of(text: str) -> int | None:
+    return int(text) if _STATUS.fullmatch(text) else None
+
+
+def bytes_of(text: str) -> int | None:
+    if not _BYTES.fullmatch(text):
+        return None
+    return 0 if text == "-" else int(text)
+
+
+def _finish(ts: int | None, host: str, request: str, status: str, nbytes: str) -> Record | str:
+    if ts is None:
+        return R_TIMESTAMP
+    req = parse_request(request)
+    if req is None:
+        return R_REQUEST
+    code = status_of(status)
+    if code is None:
+        return R_STATUS
+    size = bytes_of(nbytes)
+    if size is None:
+        return R_BYTES
+    return Record(ts, host, req[0], req[1], code, size)
+
+
+def parse_csv(line: str) -> Record | str:
+    try:
+        fields = next(csv.reader((line,)))
+    except (csv.Error, StopIteration):
+        return R_FIELDS
+    if len(fields) != 7:
+        return R_FIELDS
+    ts = int(fields[3]) if _DIGITS.fullmatch(fields[3]) else None
+    return _finish(ts, fields[0], fields[4], fields[5], fields[6])
+
+
+def parse_clf(line: str, combined: bool) -> Record | str:
+    m = _CLF.fullmatch(line)
+    if not m or (m.group(8) is not None) != combined:
+        return R_FIELDS
+    return _finish(clf_time(m.group(4)), m.group(1), m.group(5), m.group(6), m.group(7))
+
+
+def parse_line(line: str, fmt: str) -> Record | str:
+    """A decoded line without its line ending -> Record, or the malformed reason."""
+    if "\x00" in line:
+        return R_BINARY
+    if fmt == "csv":
+        return parse_csv(line)
+    return parse_clf(line, fmt == "combined")
+
+
+def decode_line(raw: bytes) -> str | None:
+    """bytes of one line (no newline) -> text without CR, or None if it is not UTF-8."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text[:-1] if text.endswith("\r") else text
+
+
+def detect_format(lines: list[str]) -> str | None:
+    """Choose the format that parses most of these sample lines; None if none parses any."""
+    best, best_ok = None, 0
+    for fmt in FORMATS:
+        ok = sum(1 for line in lines if line != CSV_HEADER and isinstance(parse_line(line, fmt), Record))
+        if ok > best_ok:
+            best, best_ok = fmt, ok
+    if best is None and any(line == CSV_HEADER for line in lines):
+        return "csv"
+    return best
