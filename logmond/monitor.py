@@ -13,7 +13,7 @@ from fractions import Fraction
 from typing import Any
 
 from logmond.alerts import AlertRule
-from logmond.batch import Chunk, fast_chunk, slow_chunk, split_lines
+from logmond.batch import Chunk, Counts, fast_chunk, slow_chunk, split_lines
 from logmond.parse import FORMATS, detect_format
 from logmond.window import Block, Rollup
 from shared.schema import SUMMARY, TOTALS, Event
@@ -73,11 +73,13 @@ class Monitor:
         self.clock: int | None = None
         # Next second to evaluate; None until the first one is.
         self.cursor: int | None = None
-        # Hits per second, for the seconds still in the alert window or not yet evaluated.
-        self.seconds: dict[int, int] = {}
+        # Hits per second (for the seconds still in the alert window or not yet evaluated) and
+        # the open summary blocks.
+        self.counts = Counts(config.summary_interval)
+        self.seconds = self.counts.seconds
+        self.blocks = self.counts.blocks
         # Hits in (cursor - 1 - window, cursor - 1].
         self.window_hits = 0
-        self.blocks: dict[int, Block] = {}
         self.next_block: int | None = None
         self.last_summary: Event | None = None
         self.rollup = Rollup(config.timeframe, config.summary_interval)
@@ -135,25 +137,17 @@ class Monitor:
         assert fmt is not None
         chunk: Chunk | None = None
         try:
-            chunk = fast_chunk(data.decode("utf-8"), fmt, cfg.summary_interval, self.clock, cfg.lateness)
+            chunk = fast_chunk(data.decode("utf-8"), fmt, self.counts, self.clock, cfg.lateness)
         except UnicodeDecodeError:
             pass
         if chunk is None:
-            chunk = slow_chunk(data, fmt, cfg.summary_interval, self.clock, cfg.lateness)
+            chunk = slow_chunk(data, fmt, self.counts, self.clock, cfg.lateness)
         self.lines += chunk.lines
         self.parsed += chunk.parsed
         self.late += chunk.late
         for reason, sample in chunk.malformed:
             self.malformed_by_reason[reason] += 1
             self.malformed_samples.append({"reason": reason, "line": sample})
-        for second, n in chunk.seconds.items():
-            self.seconds[second] = self.seconds.get(second, 0) + n
-        for start, block in chunk.blocks.items():
-            mine = self.blocks.get(start)
-            if mine is None:
-                self.blocks[start] = block
-            else:
-                mine.merge(block)
         self.clock = chunk.clock
 
     def _complete_through(self) -> int | None:
@@ -262,8 +256,8 @@ class Monitor:
         self.clock = state["clock"]
         self.cursor = state["cursor"]
         self.window_hits = int(state["window_hits"])
-        self.seconds = {int(s): int(n) for s, n in state["seconds"]}
-        self.blocks = {int(s): Block.from_state(b) for s, b in state["blocks"]}
+        self.seconds.update((int(s), int(n)) for s, n in state["seconds"])
+        self.blocks.update((int(s), Block.from_state(b)) for s, b in state["blocks"])
         self.next_block = state["next_block"]
         self.last_summary = state["last_summary"]
         self.rollup.load(state["rollup"])

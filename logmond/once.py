@@ -1,6 +1,7 @@
 """`logmond --once`: read a whole log (or stdin), print summaries and alerts in log-time order."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -65,6 +66,9 @@ def _open(path: str) -> BinaryIO:
 
 def run_once(path: str, config: CoreConfig, as_json: bool) -> int:
     stream = _open(path)
+    # A short-lived batch run: the core makes no reference cycles, and the cyclic collector
+    # would otherwise rescan millions of young tuples (about 7 % of the run).
+    gc.disable()
     monitor = Monitor(config)
     write = _writer(as_json)
     lines = LineBuffer()

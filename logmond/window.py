@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter, deque
-from typing import Any, Iterable
+from itertools import repeat
+from operator import and_, methodcaller
+from typing import Any, Iterable, Sequence
 
 # Distinct sections (and hosts) counted exactly per block; past it the smaller half is folded
 # into OTHER, a lossy heavy-hitter summary that keeps the top ones right.
@@ -22,8 +24,13 @@ TOP_SECTIONS = 10
 TOP_HOSTS = 5
 
 
-def _sketch_bit(host: str) -> int:
-    return zlib.crc32(host.encode("utf-8", "surrogatepass")) & (SKETCH_BITS - 1)
+def _sketch(hosts: Iterable[str], into: bytearray | None = None) -> bytearray:
+    """A linear-counting bitmap of these hosts (crc32, so it means the same after a restart)."""
+    sketch = into if into is not None else bytearray(SKETCH_BITS // 8)
+    for bit in set(map(and_, map(zlib.crc32, map(methodcaller("encode", "utf-8", "surrogatepass"), hosts)),
+                       repeat(SKETCH_BITS - 1))):
+        sketch[bit >> 3] |= 1 << (bit & 7)
+    return sketch
 
 
 def _cap(counter: Counter, limit: int) -> None:
@@ -47,7 +54,7 @@ def _estimate(sketch: bytearray) -> int:
 class Block:
     """Counts for one span of log time; merging two blocks adds them."""
 
-    __slots__ = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "methods", "hosts", "sketch", "exact_hosts")
+    __slots__ = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "methods", "hosts", "sketch")
 
     def __init__(self) -> None:
         self.hits = 0
@@ -58,13 +65,12 @@ class Block:
         self.status: Counter[str] = Counter()
         self.methods: Counter[str] = Counter()
         self.hosts: Counter[str] = Counter()
-        self.sketch = bytearray(SKETCH_BITS // 8)
-        # True while `hosts` holds every host seen, so the unique count is exact.
-        self.exact_hosts = True
+        # Unique-host sketch, made once `hosts` no longer holds every host (None: exact).
+        self.sketch: bytearray | None = None
 
-    def add_requests(self, counts: Iterable[tuple[tuple[str, str, int], int]]) -> None:
-        """Add ((method, section, status), hits) pairs."""
-        for (method, section, status), n in counts:
+    def add_requests(self, counts: Iterable[tuple[tuple[tuple[str, str], int], int]]) -> None:
+        """Add (((method, section), status), hits) pairs."""
+        for ((method, section), status), n in counts:
             self.hits += n
             self.methods[method] += n
             self.sections[section] += n
@@ -85,18 +91,22 @@ class Block:
                 if folded:
                     errs[OTHER] += folded
 
-    def add_hosts(self, counts: Iterable[tuple[str, int]]) -> None:
-        hosts, sketch = self.hosts, self.sketch
-        for host, n in counts:
-            if host not in hosts:
-                bit = _sketch_bit(host)
-                sketch[bit >> 3] |= 1 << (bit & 7)
-            hosts[host] += n
-        if len(hosts) > MAX_TRACKED:
-            _cap(hosts, MAX_TRACKED)
-            self.exact_hosts = False
+    def add_hosts(self, hosts: Sequence[str]) -> None:
+        """Count one hit per element (a column of host names)."""
+        if self.sketch is not None:
+            _sketch(hosts, self.sketch)
+        self.hosts.update(hosts)
+        if len(self.hosts) > MAX_TRACKED:
+            if self.sketch is None:
+                self.sketch = _sketch(self.hosts)
+            _cap(self.hosts, MAX_TRACKED)
+
+    @property
+    def exact_hosts(self) -> bool:
+        return self.sketch is None
 
     def merge(self, other: Block) -> None:
+        """Add another block's counts (used for the rollup, a few times a second at most)."""
         self.hits += other.hits
         self.bytes += other.bytes
         self.status.update(other.status)
@@ -105,14 +115,18 @@ class Block:
         self.sec4xx.update(other.sec4xx)
         self.sec5xx.update(other.sec5xx)
         _cap(self.sections, MAX_TRACKED)
-        self.hosts.update(other.hosts)
-        merged = int.from_bytes(self.sketch, "little") | int.from_bytes(other.sketch, "little")
+        if self.sketch is None:
+            self.sketch = _sketch(self.hosts)
+        merged = int.from_bytes(self.sketch, "little") | int.from_bytes(other.host_sketch(), "little")
         self.sketch[:] = merged.to_bytes(SKETCH_BITS // 8, "little")
-        self.exact_hosts = self.exact_hosts and other.exact_hosts and len(self.hosts) <= MAX_TRACKED
+        self.hosts.update(other.hosts)
         _cap(self.hosts, MAX_TRACKED)
 
+    def host_sketch(self) -> bytearray:
+        return self.sketch if self.sketch is not None else _sketch(self.hosts)
+
     def unique_hosts(self) -> int:
-        return len(self.hosts) - (OTHER in self.hosts) if self.exact_hosts else _estimate(self.sketch)
+        return len(self.hosts) if self.sketch is None else _estimate(self.sketch)
 
     def compact(self) -> Block:
         """A copy small enough to keep for the rollup: top entries only, hosts counted by sketch."""
@@ -123,10 +137,9 @@ class Block:
         _cap(small.sections, KEEP_CLOSED * 2)
         small.sec4xx = Counter({s: n for s, n in self.sec4xx.items() if s in small.sections})
         small.sec5xx = Counter({s: n for s, n in self.sec5xx.items() if s in small.sections})
+        small.sketch = bytearray(self.host_sketch())
         small.hosts = Counter(self.hosts)
         _cap(small.hosts, KEEP_CLOSED * 2)
-        small.sketch = bytearray(self.sketch)
-        small.exact_hosts = False
         return small
 
     def summary(self, start: int, end: int) -> dict[str, Any]:
@@ -155,8 +168,8 @@ class Block:
         return {
             "hits": self.hits, "bytes": self.bytes, "sections": dict(self.sections),
             "sec4xx": dict(self.sec4xx), "sec5xx": dict(self.sec5xx), "status": dict(self.status),
-            "methods": dict(self.methods), "hosts": dict(self.hosts), "sketch": bytes(self.sketch),
-            "exact_hosts": self.exact_hosts,
+            "methods": dict(self.methods), "hosts": dict(self.hosts),
+            "sketch": None if self.sketch is None else bytes(self.sketch),
         }
 
     @classmethod
@@ -165,11 +178,10 @@ class Block:
         b.hits, b.bytes = int(state["hits"]), int(state["bytes"])
         for name in ("sections", "sec4xx", "sec5xx", "status", "methods", "hosts"):
             setattr(b, name, Counter({str(k): int(v) for k, v in state[name].items()}))
-        sketch = bytes(state["sketch"])
-        if len(sketch) != SKETCH_BITS // 8:
-            raise ValueError("sketch size")
-        b.sketch = bytearray(sketch)
-        b.exact_hosts = bool(state["exact_hosts"])
+        if state["sketch"] is not None:
+            if len(state["sketch"]) != SKETCH_BITS // 8:
+                raise ValueError("sketch size")
+            b.sketch = bytearray(state["sketch"])
         return b
 
 
@@ -187,10 +199,10 @@ class Rollup:
         """Statistics over [now - timeframe, now), or None before any block closed."""
         start = now - self.timeframe
         total = Block()
+        total.sketch = bytearray(SKETCH_BITS // 8)
         for begin, block in self.blocks:
             if begin >= start:
                 total.merge(block)
-        total.exact_hosts = False
         if not self.blocks:
             return None
         return total.summary(start, now)
