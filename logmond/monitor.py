@@ -160,7 +160,7 @@ class Monitor:
         if upto is None:
             return events
         if self.cursor is None:
-            if not self.seconds:
+            if not self.seconds or min(self.seconds) > upto:
                 return events
             self.cursor = min(self.seconds)
             interval = self.config.summary_interval
