@@ -1,0 +1,124 @@
+"""Ingest benchmark: how fast `logmond --once` reads a big log, against the simplest Python reader.
+
+The baseline is a plain csv.reader loop counting the same fields into Counters, run as its own
+process like logmond, so both pay interpreter start-up. Runs are interleaved and the best of
+--repeat is kept because this machine is noisy; rates are lines per second of CPU time (user +
+system, from os.wait4), which a shared machine's stolen time does not inflate as it does wall
+time (wall-clock rates are printed beside them). Peak RSS comes from os.wait4 too.
+It is a report, not a test: it always exits 0.
+
+    .venv/bin/python bench/ingest.py [--lines N] [--repeat K] [--big]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from logmond.loggen import write_log
+
+DATA = Path(__file__).resolve().parent / "data"
+LOGMOND = str(Path(sys.executable).parent / "logmond")
+BIG_LINES = 10_000_000
+TARGET_CSV, TARGET_COMBINED, TARGET_RSS_MIB = 1.5, 1.0, 60
+
+BASELINE = """
+import csv, sys
+from collections import Counter
+seconds, sections, statuses, nbytes = Counter(), Counter(), Counter(), Counter()
+with open(sys.argv[1], newline="", encoding="utf-8") as f:
+    rows = csv.reader(f)
+    next(rows)
+    for _, _, _, ts, request, status, size in rows:
+        section = "/" + request.split(" ")[1].split("/")[1]
+        seconds[int(ts)] += 1
+        sections[section] += 1
+        statuses[status] += 1
+        nbytes[section] += int(size)
+print(len(seconds), sections.most_common(10), statuses, nbytes.most_common(10))
+"""
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def log_file(lines: int, fmt: str) -> Path:
+    """The deterministic log of `lines` hits in `fmt`, generated once and then reused."""
+    path = DATA / f"access-{lines}.{'csv' if fmt == 'csv' else 'log'}"
+    if path.exists() and count_lines(path) == lines + (fmt == "csv"):
+        return path
+    print(f"generating {path} ...", file=sys.stderr, flush=True)
+    DATA.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    write_log(partial, lines, fmt, seed=1)
+    partial.replace(path)
+    return path
+
+
+def measure(argv: list[str]) -> tuple[float, float, float]:
+    """(CPU seconds, wall seconds, peak RSS MiB) of one run of argv with stdout to /dev/null."""
+    start = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, os.environ,
+                         file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"bench: {' '.join(argv)} failed with status {os.waitstatus_to_exitcode(status)}")
+    return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lines", type=int, default=2_000_000, help="lines per log (default 2,000,000)")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each, best kept (default 3)")
+    p.add_argument("--big", action="store_true", help=f"also check RSS on a {BIG_LINES:,}-line log")
+    args = p.parse_args()
+    if args.lines < 1 or args.repeat < 1:
+        p.error("--lines and --repeat must be at least 1")
+
+    csv_log, combined_log = log_file(args.lines, "csv"), log_file(args.lines, "combined")
+    runs = {
+        "baseline csv.reader": [sys.executable, "-c", BASELINE, str(csv_log)],
+        "logmond csv": [LOGMOND, "--once", "--json", "--file", str(csv_log)],
+        "logmond combined": [LOGMOND, "--once", "--json", "--file", str(combined_log)],
+    }
+    best = {name: float("inf") for name in runs}
+    best_wall = dict(best)
+    rss = dict.fromkeys(runs, 0.0)
+    for _ in range(args.repeat):
+        for name, argv in runs.items():
+            cpu, wall, mib = measure(argv)
+            best[name], best_wall[name], rss[name] = min(best[name], cpu), min(best_wall[name], wall), max(rss[name], mib)
+    rate = {name: args.lines / cpu for name, cpu in best.items()}
+
+    print(f"{args.lines:,} lines, best of {args.repeat}")
+    print(f"{'':22}{'lines/s (CPU)':>14}{'lines/s (wall)':>16}{'peak RSS':>12}")
+    for name in runs:
+        print(f"{name:22}{rate[name]:>14,.0f}{args.lines / best_wall[name]:>16,.0f}{rss[name]:>8.1f} MiB")
+    csv_ratio = rate["logmond csv"] / rate["baseline csv.reader"]
+    combined_ratio = rate["logmond combined"] / rate["baseline csv.reader"]
+    logmond_rss = max(rss["logmond csv"], rss["logmond combined"])
+    print(f"logmond csv / baseline       {csv_ratio:5.2f}  (target >= {TARGET_CSV})")
+    print(f"logmond combined / baseline  {combined_ratio:5.2f}  (target >= {TARGET_COMBINED})")
+    if args.big:
+        _, _, big_rss = measure([LOGMOND, "--once", "--json", "--file", str(log_file(BIG_LINES, "csv"))])
+        print(f"logmond csv peak RSS: {rss['logmond csv']:.1f} MiB at {args.lines:,} lines, "
+              f"{big_rss:.1f} MiB at {BIG_LINES:,} lines")
+        logmond_rss = max(logmond_rss, big_rss)
+    print(f"logmond peak RSS {logmond_rss:16.1f} MiB  (target <= {TARGET_RSS_MIB})")
+
+    missed = [f"{label} {value:.2f} < {target}" for label, value, target in (
+        ("csv ratio", csv_ratio, TARGET_CSV), ("combined ratio", combined_ratio, TARGET_COMBINED))
+        if value < target]
+    if logmond_rss > TARGET_RSS_MIB:
+        missed.append(f"peak RSS {logmond_rss:.1f} MiB > {TARGET_RSS_MIB}")
+    print("targets: met" if not missed else f"targets: MISSED ({'; '.join(missed)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
