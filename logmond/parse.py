@@ -72,8 +72,9 @@ def parse_request(request: str) -> tuple[str, str] | None:
         return None
     target = parts[1]
     if target.startswith(("http://", "https://")):
-        slash = target.find("/", target.index("//") + 2)
-        target = "/" if slash < 0 else target[slash:]
+        authority = target.index("//") + 2
+        end = min((i for i in (target.find(c, authority) for c in "/?#") if i >= 0), default=len(target))
+        target = "/" + target[end:] if target[end:end + 1] != "/" else target[end:]
     elif not target.startswith("/"):
         return None
     for mark in "?#":
