@@ -42,6 +42,12 @@ FAST = {
 assert MAX_LINE > 3 * 1024 + 16384 + 64 + 2 * 8192 + 64
 
 
+# A request-and-status text of the common shape (`GET /api/user?id=1 HTTP/1.1",200`), giving
+# what parse_request and status_of give for it: whole text, method, section, status.
+_KIND = re.compile(r'^(([A-Z]{1,20}) (/[^/?# "\n]*)[^ "\n]*(?: [^ "\n]*)?"[, ]([1-5][0-9][0-9]))$', re.M | re.ASCII)
+# Distinct request-and-status texts remembered by the fast path (about 100 bytes each); the
+# cache starts over when full, so ids in paths cannot make it grow without bound.
+MAX_CACHED_KINDS = 50_000
 # Lines per group in the cheap lateness test.
 _GROUP = 16
 
@@ -68,13 +74,47 @@ class Counts:
         self.interval = interval
         self.seconds: dict[int, int] = {}
         self.blocks: dict[int, Block] = {}
+        # Fast-path cache: raw request-and-status text -> index into `meanings`, so that a request
+        # seen before costs one C-level lookup, and lines are counted by small ints.
+        self.kinds: dict[str, int] = {}
+        self.meanings: list[tuple[tuple[str, str], int]] = []
+        self._meaning_index: dict[tuple[tuple[str, str], int], int] = {}
+
+    def learn(self, kinds: set[str]) -> bool:
+        """Resolve request-and-status texts not seen before; False if one does not parse.
+
+        Plain origin-form requests are resolved in one regex pass over all the new texts; the
+        rest (absolute-form, odd ones) go through the reference parser one by one.
+        """
+        if len(self.kinds) + len(kinds) > MAX_CACHED_KINDS:
+            self.kinds.clear()
+            self.meanings.clear()
+            self._meaning_index.clear()
+        new = kinds.difference(self.kinds)
+        if not new:
+            return True
+        rows = _KIND.findall("\n".join(new))
+        meanings = {}
+        if rows:
+            texts, methods, sections, statuses = zip(*rows)
+            meanings = dict(zip(texts, zip(zip(methods, sections), map(int, statuses))))
+        for kind in new.difference(meanings):
+            request, status = parse_request(kind[:-5]), status_of(kind[-3:])
+            if request is None or status is None:
+                return False
+            meanings[kind] = (request, status)
+        index = self._meaning_index
+        for meaning in set(meanings.values()).difference(index):
+            index[meaning] = len(self.meanings)
+            self.meanings.append(meaning)
+        self.kinds.update(zip(meanings, map(index.__getitem__, meanings.values())))
+        return True
 
     def add(self, seconds: list[int], hosts: Sequence[str], kinds: Sequence[Hashable], sizes: Sequence[int],
             meaning: Callable[[Hashable], tuple[tuple[str, str], int]] | None = None) -> None:
         """Count accepted lines given column by column (parallel sequences).
 
-        `kinds` are ((method, section), status) pairs, or any key that `meaning` turns into one:
-        counting raw keys first means one lookup per distinct key instead of one per line.
+        `kinds` are ((method, section), status) pairs, or keys that `meaning` turns into one.
         """
         for second, n in Counter(seconds).items():
             self.seconds[second] = self.seconds.get(second, 0) + n
@@ -115,13 +155,16 @@ def _unsorted_region(blocks: list[int]) -> tuple[int, int] | None:
 def fast_chunk(text: str, fmt: str, counts: Counts, clock: int | None, lateness: int) -> Chunk | None:
     """Count `text` (complete lines, each ending in a newline), or return None, having counted
     nothing, to send it down the slow path."""
-    rows = FAST[fmt].findall(text)
-    if not rows or len(rows) != text.count("\n"):
+    # split() rather than findall(): the groups come back in one flat list, so each column is one
+    # C-level slice, with no tuple per line to build and then transpose. Between two matches
+    # there must be nothing but the newline, or some line did not match.
+    parts = FAST[fmt].split(text)
+    lines = text.count("\n")
+    if lines == 0 or len(parts) != 5 * lines + 1 or parts[0] or parts[5::5].count("\n") != lines:
         return None
-    hosts, stamps, kinds, sizes = zip(*rows)
+    hosts, stamps, kinds, sizes = parts[1::5], parts[2::5], parts[3::5], parts[4::5]
     times = {s: int(s) if fmt == "csv" else clf_time(s) for s in set(stamps)}
-    meanings = {k: (parse_request(k[:-5]), status_of(k[-3:])) for k in set(kinds)}
-    if None in times.values() or any(None in m for m in meanings.values()):
+    if None in times.values() or not counts.learn(set(kinds)):
         return None
     seconds = list(map(times.__getitem__, stamps))
     start = seconds[0] if clock is None else clock
@@ -131,8 +174,9 @@ def fast_chunk(text: str, fmt: str, counts: Counts, clock: int | None, lateness:
     if "-" in sizes:
         sizes = map(methodcaller("replace", "-", "0"), sizes)
     chunk = Chunk(newest)
-    chunk.lines = chunk.parsed = len(rows)
-    counts.add(seconds, hosts, kinds, list(map(int, sizes)), meanings.__getitem__)
+    chunk.lines = chunk.parsed = lines
+    counts.add(seconds, hosts, list(map(counts.kinds.__getitem__, kinds)), list(map(int, sizes)),
+               counts.meanings.__getitem__)
     return chunk
 
 
