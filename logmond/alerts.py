@@ -19,14 +19,18 @@ class AlertRule:
     """Quiet until the window average exceeds the threshold; firing until it falls to the band."""
 
     def __init__(self, threshold: Fraction, window: int, hysteresis: Fraction) -> None:
-        self.threshold = threshold
         self.window = window
-        self._fire_above = threshold * window
-        self._recover_at = threshold * (1 - hysteresis) * window
+        self.retune(threshold, hysteresis)
         self.firing = False
         self.since: int | None = None
         self.last_id = 0
         self.history: deque[Event] = deque(maxlen=MAX_HISTORY)
+
+    def retune(self, threshold: Fraction, hysteresis: Fraction) -> None:
+        """New threshold and band, from the next second on (a config reload)."""
+        self.threshold = threshold
+        self._fire_above = threshold * self.window
+        self._recover_at = threshold * (1 - hysteresis) * self.window
 
     def evaluate(self, t: int, hits: int) -> Event | None:
         """Decide second t given the hits in (t - window, t]; return the event it causes."""

@@ -43,21 +43,28 @@ class CoreConfig:
     timeframe: int = 600
 
     def check(self) -> None:
-        """Raise ValueError naming the first impossible value."""
-        if self.format not in ("auto", *FORMATS):
-            raise ValueError(f"format must be auto, {', '.join(FORMATS)}")
-        if self.threshold < 0:
-            raise ValueError("threshold must be >= 0")
-        if self.window < 1:
-            raise ValueError("alert window must be at least 1 second")
-        if not 0 <= self.hysteresis < 1:
-            raise ValueError("hysteresis must be in [0, 1)")
-        if self.lateness < 0:
-            raise ValueError("lateness must be >= 0")
-        if self.summary_interval < 1:
-            raise ValueError("summary interval must be at least 1 second")
-        if self.timeframe < self.summary_interval:
-            raise ValueError("timeframe must be at least the summary interval")
+        """Raise InvalidSetting naming the first impossible value."""
+        rules = (
+            ("format", self.format in ("auto", *FORMATS), f"must be one of auto, {', '.join(FORMATS)}"),
+            ("threshold", self.threshold >= 0, "must be >= 0"),
+            ("window", self.window >= 1, "must be at least 1 second"),
+            ("hysteresis", 0 <= self.hysteresis < 1, "must be in [0, 1)"),
+            ("lateness", self.lateness >= 0, "must be >= 0"),
+            ("summary_interval", self.summary_interval >= 1, "must be at least 1 second"),
+            ("timeframe", self.timeframe >= self.summary_interval, "must be at least the summary interval"),
+        )
+        for field, ok, text in rules:
+            if not ok:
+                raise InvalidSetting(field, text)
+
+
+class InvalidSetting(ValueError):
+    """A configuration value that cannot work; `field` is the CoreConfig field."""
+
+    def __init__(self, field: str, text: str) -> None:
+        super().__init__(f"{field} {text}")
+        self.field = field
+        self.text = text
 
 
 class Monitor:
