@@ -1,0 +1,68 @@
+"""What the socket API answers, built from the monitor and the facts the shell gathered.
+
+Pure: the shell passes in file status, process figures and times; nothing here reads a clock.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from logmond import __version__
+from logmond.monitor import Monitor
+from shared.protocol import PROTOCOL
+
+# Alert events carried in each pushed snapshot (the full history is the `alerts` op).
+SNAPSHOT_ALERTS = 20
+
+
+def status(monitor: Monitor, *, pid: int, started_at: float, now: float, file: dict[str, Any],
+           process: dict[str, Any], clients: int) -> dict[str, Any]:
+    """The `status` reply: exactly the keys of the contract."""
+    alert = monitor.alert
+    last = alert.history[-1] if alert.firing and alert.history else None
+    return {
+        "version": __version__,
+        "protocol": PROTOCOL,
+        "pid": pid,
+        "started_at": started_at,
+        "uptime": round(now - started_at, 3),
+        "file": file,
+        "format": monitor.format or "auto",
+        "lines": monitor.lines,
+        "parsed": monitor.parsed,
+        "malformed": sum(monitor.malformed_by_reason.values()),
+        "late": monitor.late,
+        "clock": monitor.clock,
+        "rate": monitor.rate(),
+        "threshold": float(monitor.config.threshold),
+        "window": monitor.config.window,
+        "alert": {
+            "active": alert.firing,
+            "since": alert.since,
+            "hits": last["hits"] if last else None,
+            "rate": last["rate"] if last else None,
+        },
+        "process": process,
+        "clients": clients,
+    }
+
+
+def stats(monitor: Monitor) -> dict[str, Any]:
+    """The last complete summary and the rollup over the timeframe (None before the first)."""
+    return {"interval": monitor.last_summary, "timeframe": monitor.timeframe_summary()}
+
+
+def alerts(monitor: Monitor, since: int | None = None) -> dict[str, Any]:
+    """Alert history, oldest first, only events with id > since."""
+    return {"events": [e for e in monitor.alert.history if since is None or e["id"] > since]}
+
+
+def push(status_reply: dict[str, Any], monitor: Monitor) -> dict[str, Any]:
+    """One pushed snapshot: everything the live viewer draws, in one message."""
+    return {
+        "status": status_reply,
+        "seconds": monitor.recent_seconds(),
+        "window_end": monitor.cursor,
+        "malformed_by_reason": dict(monitor.malformed_by_reason),
+        **stats(monitor),
+        "alerts": list(monitor.alert.history)[-SNAPSHOT_ALERTS:],
+    }
