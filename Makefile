@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m logmond.demo
+	$(BIN)/python -m logmond.loggen --format combined --lines 200000 --output .venv/demo.log
+	$(BIN)/logmond --once --file .venv/demo.log
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
