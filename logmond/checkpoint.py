@@ -47,9 +47,11 @@ def load(state_dir: str) -> dict[str, Any] | None:
         return None
     except OSError as exc:
         return _set_aside(path, f"cannot read it: {exc.strerror}")
+    if len(data) > MAX_BYTES:
+        return _set_aside(path, f"it is larger than {MAX_BYTES} bytes")
     try:
-        state = msgpack.unpackb(data, raw=False, strict_map_key=True, max_buffer_size=MAX_BYTES)
-    except (ValueError, msgpack.UnpackException) as exc:
+        state = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
         return _set_aside(path, f"it is corrupt ({exc.__class__.__name__})")
     if not isinstance(state, dict) or state.get("version") != FORMAT_VERSION:
         return _set_aside(path, "it is not a logmond checkpoint of this version")

@@ -1,0 +1,124 @@
+"""logmond as a service: a real process following a real file, queried over its real socket."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from conftest import csv_line, wait_for
+
+
+class Writer(threading.Thread):
+    """Appends numbered lines stamped with the wall clock, `rate` a second, until stopped."""
+
+    def __init__(self, path: Path, rate: int) -> None:
+        super().__init__(daemon=True)
+        self.path, self.rate = path, rate
+        self.written = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            per_tick = max(1, self.rate // 50)
+            while not self._halt.is_set():
+                now = int(time.time())
+                os.write(fd, "".join(csv_line(now, self.written + i) for i in range(per_tick)).encode())
+                self.written += per_tick
+                time.sleep(0.02)
+        finally:
+            os.close(fd)
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join(timeout=10)
+        return self.written
+
+
+def test_appended_lines_show_up_at_once_and_partial_lines_wait(logmond, short_tmp):
+    log = short_tmp / "access.log"
+    log.write_text("")
+    d = logmond().start()
+    with open(log, "a") as f:
+        f.write(csv_line(int(time.time()), 1) * 3)
+    written = time.monotonic()
+    d.wait_lines(3, timeout=5)
+    assert time.monotonic() - written < 1.0, "appended lines must be counted within a second"
+    with open(log, "a") as f:
+        f.write(csv_line(int(time.time()), 2)[:20])
+    size = log.stat().st_size
+    st = wait_for(lambda: (s := d.status())["file"]["size"] == size and s, what="the partial line to be seen")
+    assert st["lines"] == 3 and st["file"]["offset"] < size
+    with open(log, "a") as f:
+        f.write(csv_line(int(time.time()), 2)[20:])
+    st = d.wait_lines(4, timeout=5)
+    assert st["lines"] == 4 and st["parsed"] == 4 and st["malformed"] == 0
+
+
+def test_kill_9_restart_counts_every_line_once_and_keeps_the_alert(logmond, short_tmp):
+    log = short_tmp / "access.log"
+    log.write_text("")
+    d = logmond("--alert-window", "10", "--threshold", "50")
+    d.start()
+    writer = Writer(log, rate=2000)
+    writer.start()
+    firing = wait_for(lambda: (s := d.status())["alert"]["active"] and s, timeout=20, what="the alert to fire")
+    since = firing["alert"]["since"]
+    wait_for(lambda: d.status()["lines"] > 6000, timeout=20, what="heavy writing")
+    # Give the once-a-second checkpoint a chance to hold the alert, then die without warning.
+    time.sleep(1.2)
+    assert d.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert os.path.exists(d.socket), "a killed daemon leaves its socket behind"
+    time.sleep(0.5)
+    d.start()
+    st = d.status()
+    assert st["alert"]["active"] and st["alert"]["since"] == since
+    time.sleep(1.0)
+    written = writer.stop()
+    st = d.wait_lines(written, timeout=30)
+    assert (st["lines"], st["parsed"], st["malformed"], st["late"]) == (written, written, 0, 0)
+    assert d.call("alerts")["events"][0]["at"] == since
+
+
+def test_alert_fires_on_a_burst_and_recovers_by_itself_when_traffic_stops(logmond, short_tmp):
+    log = short_tmp / "access.log"
+    log.write_text("")
+    d = logmond("--alert-window", "10", "--threshold", "1").start()
+    writer = Writer(log, rate=100)
+    writer.start()
+    wait_for(lambda: d.status()["alert"]["active"], timeout=15, what="the alert to fire")
+    stopped = int(time.time())
+    writer.stop()
+    # No more lines: the log clock keeps moving with the wall clock and the window empties.
+    wait_for(lambda: not d.status()["alert"]["active"], timeout=30, what="the alert to recover")
+    events = d.call("alerts")["events"]
+    assert [e["type"] for e in events] == ["alert", "recover"]
+    assert events[1]["at"] > events[0]["at"] and events[1]["at"] >= stopped
+    assert events[1]["hits"] <= 10 and [e["id"] for e in events] == [1, 2]
+
+
+def test_a_backlog_is_read_by_log_time_and_is_no_spike(logmond, short_tmp):
+    log = short_tmp / "access.log"
+    # An hour of old traffic at one hit every two seconds, read in one go at start-up.
+    log.write_text("".join(csv_line(1_549_573_800 + 2 * i, i) for i in range(1800)))
+    d = logmond("--from-start", "--alert-window", "10", "--threshold", "2").start()
+    st = d.wait_lines(1800)
+    assert st["clock"] == 1_549_573_800 + 2 * 1799
+    assert not st["alert"]["active"] and d.call("alerts")["events"] == []
+    assert d.call("stats")["interval"]["hits"] == 5
+
+
+def test_sigterm_checkpoints_removes_the_socket_and_exits_0(logmond, short_tmp):
+    log = short_tmp / "access.log"
+    log.write_text("".join(csv_line(int(time.time()), i) for i in range(10)))
+    d = logmond("--from-start").start()
+    d.wait_lines(10)
+    assert d.stop() == 0
+    assert not os.path.exists(d.socket)
+    assert (d.state / "checkpoint.msgpack").exists()
+    assert "Traceback" not in d.stderr()
+    with open(log, "a") as f:
+        f.write("".join(csv_line(int(time.time()), i) for i in range(5)))
+    assert d.start().wait_lines(15)["lines"] == 15
