@@ -28,6 +28,8 @@ EXIT_USAGE = 2
 # Hits formatted and written per write call by write_log.
 _WRITE_BATCH = 8192
 _PROTOCOL = "HTTP/1.0"
+# Seconds between two writes in --live mode.
+_LIVE_STEP = 0.1
 
 
 class Hit(NamedTuple):
@@ -264,6 +266,37 @@ def _write(out: TextIO, count: int, fmt: str, header: bool, generate_kwargs: dic
         out.write("\n".join(map(line, batch)) + "\n")
 
 
+def write_live(path: str | PathLike[str], fmt: str, *, rate: float, period: int, surge: tuple[int, int, float],
+               seed: int = 1, until: Callable[[], bool] = lambda: False) -> None:
+    """Append to `path` as a live server would: each hit when the wall clock reaches its time.
+
+    Traffic repeats every `period` seconds, each period with its own seed and the same `surge`
+    (offset into the period, duration, multiplier), so a demo shows an alert again and again.
+    Lines go out once a tenth of a second, with O_APPEND like a web server's log writes.
+    """
+    line = _FORMATTERS[fmt]
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        cycle = 0
+        while not until():
+            start = int(time.time())
+            hits = generate(int(rate * period * surge[2]) + 1, seed=seed + cycle, start=start, rate=rate,
+                            jitter=1, surge=surge)
+            pending = next(hits, None)
+            while pending is not None and pending.ts < start + period and not until():
+                now = time.time()
+                batch = []
+                while pending is not None and pending.ts <= now and pending.ts < start + period:
+                    batch.append(line(pending) + "\n")
+                    pending = next(hits, None)
+                if batch:
+                    os.write(fd, "".join(batch).encode())
+                time.sleep(_LIVE_STEP)
+            cycle += 1
+    finally:
+        os.close(fd)
+
+
 # -- command line -----------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -273,7 +306,12 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m logmond.loggen", description="Write a deterministic, realistic access log.")
     p.add_argument("--format", choices=FORMATS, required=True, help="log format")
-    p.add_argument("--lines", type=int, required=True, metavar="N", help="number of lines (csv: plus a header)")
+    p.add_argument("--lines", type=int, metavar="N", help="number of lines (csv: plus a header)")
+    p.add_argument("--live", action="store_true",
+                   help="append to --output in real time, with a surge each --period, until interrupted")
+    p.add_argument("--period", type=int, default=300, metavar="S", help="--live: traffic cycle length (default 300)")
+    p.add_argument("--surge", default="15,60,8", metavar="AT,SECONDS,X",
+                   help="--live: rate multiplied by X for SECONDS, AT seconds into each period (default 15,60,8)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--rate", type=float, default=500.0, metavar="R", help="average hits per second (default 500)")
     p.add_argument("--start", type=int, default=1549573860, metavar="T", help="first Unix time (default 1549573860)")
@@ -284,8 +322,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.lines < 0 or not args.rate > 0:
-        parser.error("--lines must be >= 0 and --rate > 0")
+    if args.live:
+        return _live(parser, args)
+    if args.lines is None or args.lines < 0 or not args.rate > 0:
+        parser.error("--lines N (N >= 0) is needed, and --rate must be > 0")
     target = sys.stdout if args.output == "-" else args.output
     try:
         write_log(target, args.lines, args.format, seed=args.seed, rate=args.rate, start=args.start)
@@ -293,6 +333,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        print(f"{parser.prog}: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def _live(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        at, seconds, times = args.surge.split(",")
+        surge = (int(at), int(seconds), float(times))
+    except ValueError:
+        parser.error(f"--surge takes AT,SECONDS,X, not {args.surge!r}")
+    if args.output == "-" or not args.rate > 0 or args.period < 1 or surge[1] < 0 or not surge[2] > 0:
+        parser.error("--live needs --output PATH, --rate > 0, --period >= 1 and a surge multiplier > 0")
+    try:
+        write_live(args.output, args.format, rate=args.rate, period=args.period, surge=surge, seed=args.seed)
+    except KeyboardInterrupt:
+        return 0
     except OSError as exc:
         print(f"{parser.prog}: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
