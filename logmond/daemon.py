@@ -134,7 +134,7 @@ class Daemon:
                 task.cancel()
             if self.source.fileno() is not None:
                 loop.remove_reader(self.source.fileno())
-            self._drain()
+            # The batch in hand is done (one thread); what is still unread waits for next start.
             self._checkpoint()
             await self.server.close()
             self.source.close()
@@ -152,14 +152,16 @@ class Daemon:
         so that a backlog never keeps clients waiting."""
         self._pending_read = False
         assert self.source is not None
-        if self._ingest(self.source.read(INGEST_SLICE)):
+        self._ingest(self.source.read(INGEST_SLICE))
+        if self.source.has_more():
             self._schedule_read()
 
     def _drain(self) -> None:
-        """Everything the source has, now (shutdown, reopen)."""
+        """Everything the source has, now (before reopening it)."""
         assert self.source is not None
-        while self._ingest(self.source.read(INGEST_SLICE)):
-            pass
+        self._ingest(self.source.read(INGEST_SLICE))
+        while self.source.has_more():
+            self._ingest(self.source.read(INGEST_SLICE))
 
     async def _pace(self) -> None:
         """--replay: release due lines often enough that the replay looks live."""
@@ -167,16 +169,14 @@ class Daemon:
             self._schedule_read()
             await asyncio.sleep(REPLAY_STEP)
 
-    def _ingest(self, data: bytes) -> bool:
-        """Feed lines to the monitor; True if there may be more to read."""
+    def _ingest(self, data: bytes) -> None:
         if not data:
-            return False
+            return
         before = self.monitor.clock
         for event in self.monitor.feed(data):
             self._emit(event)
         if self.monitor.clock is not None and self.monitor.clock != before:
             self.clock.observe(self.monitor.clock, time.time())
-        return len(data) >= INGEST_SLICE
 
     def _emit(self, event: Event) -> None:
         if event["type"] in (ALERT, RECOVER):
@@ -198,14 +198,16 @@ class Daemon:
             if mono - self._last_check >= SAFETY_CHECK:
                 self._last_check = mono
                 assert self.source is not None
-                self._ingest(self.source.check())
+                self._ingest(self.source.check(INGEST_SLICE))
+                if self.source.has_more():
+                    self._schedule_read()
             self._checkpoint()
             assert self.server is not None
             self.server.publish_snapshot(snapshot.push(self._status(), self.monitor))
             if watchdog and mono >= next_ping:
                 self.notifier.send("WATCHDOG=1")
                 next_ping = mono + watchdog
-            await asyncio.sleep(TICK - (time.time() % TICK) if TICK >= 1 else TICK)
+            await asyncio.sleep(TICK - time.time() % TICK)
 
     def _checkpoint(self) -> None:
         assert self.source is not None

@@ -54,8 +54,12 @@ class Replayer:
     def read(self, limit: int | None = None) -> bytes:
         return self.due(time.time(), limit)
 
-    def check(self) -> bytes:
-        return self.read()
+    def check(self, limit: int | None = None) -> bytes:
+        return self.read(limit)
+
+    def has_more(self) -> bool:
+        """The pacing decides when lines are due, not the reader."""
+        return False
 
     def due(self, wall: float, limit: int | None = None) -> bytes:
         """Lines whose time has come (malformed ones at once, to be counted), up to `limit` bytes."""

@@ -284,11 +284,15 @@ class Follower:
             out.append(self._read_file(self._current, verify, _left(limit, out)))
         return b"".join(out)
 
-    def check(self) -> bytes:
+    def check(self, limit: int | None = None) -> bytes:
         """Slow safety net for lost events (overflow, network filesystems): look at the path and
         every fingerprint again, then read like read()."""
         self._resync_later()
-        return self.read()
+        return self.read(limit)
+
+    def has_more(self) -> bool:
+        """Bytes are left unread after a read() cut short by its limit."""
+        return not all(f.read_all() for f in [*self._draining, *([self._current] if self._current else [])])
 
     def positions(self) -> list[Position]:
         """Where to resume every open file, consistent with all lines returned so far."""
