@@ -110,7 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from_start=bool(args.from_start if args.from_start is not None else daemon_file.get("from_start")),
             replay_speed=args.speed if args.replay else None,
         )
-        return serve(settings, core, reload=lambda: core_config(args, _load_config(args.config)[1]))
+        def reload() -> CoreConfig:
+            try:
+                return core_config(args, _load_config(args.config)[1])
+            except UsageError as exc:
+                raise ValueError(str(exc)) from None
+
+        return serve(settings, core, reload=reload)
     except UsageError as exc:
         print(f"logmond: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -124,6 +124,8 @@ class Daemon:
         log.info("following %s, socket %s", self.settings.file, self.settings.socket)
         self._schedule_read()
         tasks = [asyncio.create_task(self._tick())]
+        if self.notifier.watchdog_interval:
+            tasks.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_interval)))
         if source.fileno() is None:
             tasks.append(asyncio.create_task(self._pace()))
         try:
@@ -186,8 +188,6 @@ class Daemon:
 
     # -- the once-a-second work ------------------------------------------------------------
     async def _tick(self) -> None:
-        watchdog = self.notifier.watchdog_interval
-        next_ping = 0.0
         while True:
             wall = time.time()
             now = self.clock.now(wall)
@@ -204,10 +204,13 @@ class Daemon:
             self._checkpoint()
             assert self.server is not None
             self.server.publish_snapshot(snapshot.push(self._status(), self.monitor))
-            if watchdog and mono >= next_ping:
-                self.notifier.send("WATCHDOG=1")
-                next_ping = mono + watchdog
             await asyncio.sleep(TICK - time.time() % TICK)
+
+    async def _watchdog(self, interval: float) -> None:
+        """Ping from the event loop itself: if the loop is stuck, the pings stop and systemd acts."""
+        while True:
+            self.notifier.send("WATCHDOG=1")
+            await asyncio.sleep(interval)
 
     def _checkpoint(self) -> None:
         assert self.source is not None
@@ -244,7 +247,7 @@ class Daemon:
         if self._reload is not None:
             try:
                 new = self._reload()
-            except Exception as exc:  # the reload's own errors are one-line ConfigErrors
+            except ValueError as exc:
                 log.error("reload failed, keeping the running configuration: %s", exc)
             else:
                 self._apply(new)
@@ -255,11 +258,18 @@ class Daemon:
         loop.remove_reader(self.source.fileno())
         self._drain()
         positions = self.source.positions()
-        self.source.close()
-        self.source = Follower(self.settings.file, resume=positions, from_start=not positions)
-        loop.add_reader(self.source.fileno(), self._schedule_read)
+        try:
+            reopened = Follower(self.settings.file, resume=positions, from_start=not positions)
+        except OSError as exc:
+            log.error("cannot reopen %s (%s): still following the open file", self.settings.file,
+                      exc.strerror or exc)
+            reopened = self.source
+        else:
+            self.source.close()
+            self.source = reopened
+            log.info("reopened %s", self.settings.file)
+        loop.add_reader(reopened.fileno(), self._schedule_read)
         self._schedule_read()
-        log.info("reopened %s", self.settings.file)
 
     def _apply(self, new: CoreConfig) -> None:
         hot = replace(self.core, threshold=new.threshold, hysteresis=new.hysteresis)
