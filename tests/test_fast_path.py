@@ -170,7 +170,7 @@ safe_host = st.text(st.sampled_from("abcxyz0123456789.-:é"), min_size=1, max_si
 
 @st.composite
 def clean_line(draw, fmt: str, ts: int) -> str:
-    """A line the fast path must accept (no disorder: the caller keeps time non-decreasing)."""
+    """A line the fast path accepts (late or not is up to the times the caller gives)."""
     host = draw(safe_host)
     method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD"]))
     target = draw(st.sampled_from(["", "http://example.com", "https://h:8443"])) + draw(clean_paths) + draw(suffixes)
