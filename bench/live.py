@@ -95,19 +95,13 @@ class Daemon:
 
     def stop(self) -> None:
         """SIGTERM and wait; DaemonFailed if it does not stop cleanly."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise DaemonFailed(f"logmond did not stop within 30s of SIGTERM: {self.stderr()}") from None
+        if not self.kill():
+            raise DaemonFailed(f"logmond did not stop within 30s of SIGTERM: {self.stderr()}")
         if self.proc.returncode != 0:
             raise DaemonFailed(f"{' '.join(self.argv)} exited with {self.proc.returncode}: {self.stderr()}")
 
-    def kill(self) -> None:
-        """Last-resort cleanup when something else already failed."""
+    def kill(self) -> bool:
+        """SIGTERM, then SIGKILL after 30 s; False if it took the SIGKILL."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -115,6 +109,8 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                return False
+        return True
 
     def stderr(self) -> str:
         text = self.stderr_path.read_text(errors="replace").strip() if self.stderr_path.exists() else ""
