@@ -5,6 +5,7 @@ Keys are the long flag names with underscores: `file`, `socket`, `state_dir`, `f
 """
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from fractions import Fraction
@@ -57,6 +58,8 @@ def load(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         field, types, what = KEYS[key]
         if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
             raise ConfigError(f"config {path}: '{key}' must be {what}, not {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config {path}: '{key}' must be a finite number, not {value!r}")
         if field is None:
             daemon[key] = value
         else:

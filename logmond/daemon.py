@@ -189,22 +189,28 @@ class Daemon:
     # -- the once-a-second work ------------------------------------------------------------
     async def _tick(self) -> None:
         while True:
-            wall = time.time()
-            now = self.clock.now(wall)
-            if now is not None:
-                for event in self.monitor.advance(now):
-                    self._emit(event)
-            mono = time.monotonic()
-            if mono - self._last_check >= SAFETY_CHECK:
-                self._last_check = mono
-                assert self.source is not None
-                self._ingest(self.source.check(INGEST_SLICE))
-                if self.source.has_more():
-                    self._schedule_read()
-            self._checkpoint()
-            assert self.server is not None
-            self.server.publish_snapshot(snapshot.push(self._status(), self.monitor))
+            try:
+                self._second()
+            except Exception:
+                # Whatever went wrong, the next second must still come: log it loudly, go on.
+                log.exception("error in the once-a-second work")
             await asyncio.sleep(TICK - time.time() % TICK)
+
+    def _second(self) -> None:
+        """Live clock, safety check, checkpoint, snapshot."""
+        assert self.source is not None and self.server is not None
+        now = self.clock.now(time.time())
+        if now is not None:
+            for event in self.monitor.advance(now):
+                self._emit(event)
+        mono = time.monotonic()
+        if mono - self._last_check >= SAFETY_CHECK:
+            self._last_check = mono
+            self._ingest(self.source.check(INGEST_SLICE))
+            if self.source.has_more():
+                self._schedule_read()
+        self._checkpoint()
+        self.server.publish_snapshot(snapshot.push(self._status(), self.monitor))
 
     async def _watchdog(self, interval: float) -> None:
         """Ping from the event loop itself: if the loop is stuck, the pings stop and systemd acts."""

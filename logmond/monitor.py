@@ -27,6 +27,13 @@ BATCH_BYTES = 256 * 1024
 DETECT_MAX_BYTES = 1024 * 1024
 # Lines the format detector samples.
 DETECT_LINES = 50
+# Longest alert window, summary interval and timeframe: a day. Per-second state and the charts
+# grow with the window, so it needs a ceiling; longer views belong to a metrics store.
+MAX_SPAN = 86_400
+# Longest accepted disorder: seconds are held open this long.
+MAX_LATENESS = 3_600
+# Most blocks the rollup keeps (timeframe / interval).
+MAX_BLOCKS = 8_640
 # A run of empty blocks longer than this is reported as one summary, so a timestamp far in the
 # future cannot make the monitor print forever. One day at the default interval.
 MAX_EMPTY_BLOCKS = 8640
@@ -47,11 +54,14 @@ class CoreConfig:
         rules = (
             ("format", self.format in ("auto", *FORMATS), f"must be one of auto, {', '.join(FORMATS)}"),
             ("threshold", self.threshold >= 0, "must be >= 0"),
-            ("window", self.window >= 1, "must be at least 1 second"),
+            ("window", 1 <= self.window <= MAX_SPAN, f"must be from 1 to {MAX_SPAN} seconds"),
             ("hysteresis", 0 <= self.hysteresis < 1, "must be in [0, 1)"),
-            ("lateness", self.lateness >= 0, "must be >= 0"),
-            ("summary_interval", self.summary_interval >= 1, "must be at least 1 second"),
-            ("timeframe", self.timeframe >= self.summary_interval, "must be at least the summary interval"),
+            ("lateness", 0 <= self.lateness <= MAX_LATENESS, f"must be from 0 to {MAX_LATENESS} seconds"),
+            ("summary_interval", 1 <= self.summary_interval <= MAX_SPAN, f"must be from 1 to {MAX_SPAN} seconds"),
+            ("timeframe", self.summary_interval <= self.timeframe <= MAX_SPAN,
+             f"must be from the summary interval to {MAX_SPAN} seconds"),
+            ("timeframe", self.timeframe <= MAX_BLOCKS * self.summary_interval,
+             f"must span at most {MAX_BLOCKS} summary intervals"),
         )
         for field, ok, text in rules:
             if not ok:

@@ -29,6 +29,7 @@ class Replayer:
         self._format = None if fmt == "auto" else fmt
         self._queue: deque[tuple[int | None, bytes]] = deque()
         self._first: int | None = None
+        self._released: int | None = None
         self._eof = False
         self.offset = 0
 
@@ -36,9 +37,13 @@ class Replayer:
     def done(self) -> bool:
         return self._eof and not self._queue
 
-    def now(self, wall: float) -> int | None:
-        """The replayed log second at `wall`."""
+    def _at(self, wall: float) -> int | None:
         return None if self._first is None else self._first + int((wall - self.wall0) * self.speed)
+
+    def now(self, wall: float) -> int | None:
+        """The log second up to which lines have been released: never ahead of them, so that a
+        fast replay cannot close a second before its lines are out."""
+        return self._released
 
     def observe(self, log_second: int, wall: float) -> None:
         """The replay's clock is its own pacing: what the lines say changes nothing."""
@@ -65,17 +70,19 @@ class Replayer:
         """Lines whose time has come (malformed ones at once, to be counted), up to `limit` bytes."""
         out: list[bytes] = []
         size = 0
-        while limit is None or size < limit:
-            if not self._queue and not self._fill():
-                break
+        while self._queue or self._fill():
+            if limit is not None and size >= limit:
+                return b"".join(out)
             ts, line = self._queue[0]
-            now = self.now(wall)
+            now = self._at(wall)
             if ts is not None and now is not None and ts > now:
                 break
             self._queue.popleft()
             out.append(line)
             size += len(line)
             self.offset += len(line)
+        # Everything due is out: the log clock may move on to the replayed time.
+        self._released = self._at(wall)
         return b"".join(out)
 
     def _fill(self) -> bool:

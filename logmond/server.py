@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 MAX_CLIENTS = 64
 # Seconds a new connection has to say hello before it is closed.
 HELLO_TIMEOUT = 5.0
+# Seconds a message may take from its first byte to its last before the client is dropped.
+MESSAGE_TIMEOUT = 5.0
 # Unsent bytes a client may hold in its transport buffer before it is dropped.
 MAX_PENDING_BYTES = 4 * p.MAX_MESSAGE
 # Alerts queued for a subscriber that is not reading before it is dropped (alerts are never skipped).
@@ -91,6 +93,7 @@ class _Connection(asyncio.Protocol):
         self.stalled = 0                 # snapshots put in the mailbox since the transport last drained
         self.alerts: deque[bytes] = deque()
         self.timers: list[asyncio.TimerHandle] = []
+        self.message_deadline: asyncio.TimerHandle | None = None  # armed while a message is partial
 
     def __repr__(self) -> str:
         if self.peer is None:
@@ -151,6 +154,10 @@ class _Connection(asyncio.Protocol):
                 # would grow without end, so bound the bytes of the message in progress too.
                 if self.received - self.boundary > p.MAX_MESSAGE:
                     self.too_large()
+                elif self.received > self.boundary and self.message_deadline is None:
+                    # msgpack checks a string's declared length only once all of it is here: a
+                    # client that declares 2 MiB and stops must not hold its slot for ever.
+                    self.message_deadline = self.later(MESSAGE_TIMEOUT, self._message_expired)
                 return
             except (ValueError, msgpack.UnpackException) as exc:
                 if p.unpack_error_code(exc) == p.TOO_LARGE:
@@ -160,10 +167,16 @@ class _Connection(asyncio.Protocol):
                 return
             end = self.unpacker.tell()
             size, self.boundary = end - self.boundary, end
+            if self.message_deadline is not None:
+                self.message_deadline.cancel()
+                self.message_deadline = None
             if size > p.MAX_MESSAGE:
                 self.too_large()
                 return
             self.handle(obj)
+
+    def _message_expired(self) -> None:
+        self.finish(p.error(p.NO_ID, p.BAD_REQUEST, f"message not completed within {MESSAGE_TIMEOUT:.0f}s"))
 
     def too_large(self) -> None:
         self.finish(p.error(p.NO_ID, p.TOO_LARGE, f"message larger than {p.MAX_MESSAGE} bytes"))
@@ -276,8 +289,10 @@ class _Connection(asyncio.Protocol):
         if len(self.alerts) > MAX_QUEUED_ALERTS:
             self.drop(f"{len(self.alerts)} alerts left unread")
 
-    def later(self, delay: float, callback: Callable[[], None]) -> None:
-        self.timers.append(asyncio.get_running_loop().call_later(delay, callback))
+    def later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        timer = asyncio.get_running_loop().call_later(delay, callback)
+        self.timers.append(timer)
+        return timer
 
     def finish(self, msg: p.Message) -> None:
         """Send a last message, then close; a peer that will not read it is aborted after a grace."""

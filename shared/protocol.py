@@ -57,7 +57,9 @@ def encode(obj: Message) -> bytes:
 
 
 def new_unpacker() -> msgpack.Unpacker:
-    """A streaming decoder whose buffer and container limits refuse a hostile header up front."""
+    """A streaming decoder whose buffer limit refuses an oversized array or map header up front
+    (a declared string is only checked once complete: the server also puts a deadline on each
+    message)."""
     return msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=MAX_MESSAGE)
 
 
