@@ -118,7 +118,7 @@ class Client:
         self._send(p.request(op, rid, **args))
         while True:
             msg = self._receive()
-            if "event" in msg and "id" not in msg:
+            if "event" in msg:
                 self._pushes.append(msg)  # a push that overtook our reply: keep it for subscribe()
                 continue
             reply_id, ok, body = self._parse_reply(msg)
