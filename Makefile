@@ -13,8 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m logmond.loggen --format combined --lines 200000 --output .venv/demo.log
-	$(BIN)/logmond --once --file .venv/demo.log
+	$(BIN)/python -m logmond.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

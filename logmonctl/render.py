@@ -1,0 +1,131 @@
+"""Text for logmonctl: daemon replies in, strings out. Pure, so every format is unit-tested."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from shared.schema import iso_utc
+
+# Columns a label takes in the key/value blocks of `status` and `stats`.
+LABEL_WIDTH = 10
+# Indent of the tables under a summary heading.
+INDENT = "  "
+SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def number(x: float) -> str:
+    """A threshold as the user typed it: 10 not 10.0, 0.5 not 0.50."""
+    return f"{x:g}"
+
+
+def size(n: float) -> str:
+    """Bytes for a human: 512 B, 34.2 KiB."""
+    for unit in SIZE_UNITS:
+        if n < 1024 or unit == SIZE_UNITS[-1]:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def duration(seconds: float) -> str:
+    """An age in its two largest units (2d03h, 1h02m, 4m05s, 7s): precise enough, short enough."""
+    s = max(int(seconds), 0)
+    days, rest = divmod(s, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def percent(part: float, whole: float) -> str:
+    return f"{part / whole:.1%}" if whole else "-"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Aligned columns: the first (a name) left, the others (figures) right."""
+    cells = [list(header), *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return [INDENT + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            for row in cells]
+
+
+def _field(label: str, text: str) -> str:
+    return f"{label:<{LABEL_WIDTH}}{text}"
+
+
+def window_hits(status: dict[str, Any]) -> int:
+    """Hits in the alert window: the daemon's rate is exactly hits / window."""
+    return round(status["rate"] * status["window"])
+
+
+def status_text(st: dict[str, Any]) -> str:
+    """`logmonctl status`: one call's worth, so rates are over the alert window, not 'now'."""
+    f, alert, proc = st["file"], st["alert"], st["process"]
+    where = "not there yet" if f["offset"] is None else f"at {size(f['offset'])} of {size(f['size'] or 0)}"
+    clock = "no lines yet" if st["clock"] is None else iso_utc(st["clock"])
+    over = ">" if st["rate"] > st["threshold"] else "<="
+    if alert["active"]:
+        age = "" if st["clock"] is None or alert["since"] is None else f" ({duration(st['clock'] - alert['since'])})"
+        state = f"FIRING since {iso_utc(alert['since'])}{age}" if alert["since"] is not None else "FIRING"
+    else:
+        state = "quiet"
+    return "\n".join([
+        _field("logmond", f"{st['version']}, pid {st['pid']}, up {duration(st['uptime'])}, {st['clients']} clients"),
+        _field("file", f"{f['path']} ({st['format']}), {where}"),
+        _field("log time", clock),
+        _field("lines", f"{st['lines']} read: {st['parsed']} parsed, {st['malformed']} malformed, {st['late']} late"),
+        _field("traffic", f"{st['rate']:.2f} hits/s over {st['window']}s ({window_hits(st)} hits) "
+                          f"{over} threshold {number(st['threshold'])}"),
+        _field("alert", state),
+        _field("process", f"RSS {size(proc['rss_bytes'])}, CPU {proc['cpu_percent']:.1f}%, "
+                          f"{proc['open_fds']} open fds"),
+    ])
+
+
+def check_line(st: dict[str, Any]) -> str:
+    """The Nagios plugin line; the state follows the daemon's alert, which hysteresis may hold on."""
+    state = "CRITICAL" if st["alert"]["active"] else "OK"
+    over = ">" if st["rate"] > st["threshold"] else "<="
+    held = " (alert still firing)" if st["alert"]["active"] and over == "<=" else ""
+    threshold = number(st["threshold"])
+    return (f"LOGMON {state} - {st['rate']:.2f} hits/s over {st['window']}s {over} {threshold}{held}"
+            f" | rate={st['rate']:.2f};;{threshold} hits={window_hits(st)} malformed={st['malformed']}")
+
+
+def check_unknown(reason: str) -> str:
+    return f"LOGMON UNKNOWN - {reason}"
+
+
+def summary_text(title: str, s: dict[str, Any] | None) -> list[str]:
+    """One summary as a heading, its totals and tables of sections, status classes, methods, hosts."""
+    if s is None:
+        return [f"{title}: nothing yet (no summary has closed)"]
+    hits = s["hits"]
+    hosts = f"{s['hosts']}" if s["hosts_exact"] else f"~{s['hosts']} (estimated)"
+    lines = [
+        f"{title}: {iso_utc(s['start'])} .. {iso_utc(s['end'])} ({duration(s['end'] - s['start'])})",
+        INDENT + _field("hits", f"{hits} ({s['rate']:.2f}/s)"),
+        INDENT + _field("bytes", f"{size(s['bytes'])} (mean {size(s['bytes_mean'])})"),
+        INDENT + _field("hosts", hosts),
+    ]
+    if s["sections"]:
+        lines += ["", *table(("section", "hits", "share", "4xx", "5xx"),
+                             [(name, n, percent(n, hits), f"{s['errors'][name]['4xx']:.1%}",
+                               f"{s['errors'][name]['5xx']:.1%}") for name, n in s["sections"]])]
+    for header, counts in (("status", list(s["status"].items())), ("method", list(s["methods"].items())),
+                           ("top host", s["top_hosts"])):
+        if counts:
+            lines += ["", *table((header, "hits", "share"), [(k, n, percent(n, hits)) for k, n in counts])]
+    return lines
+
+
+def stats_text(stats: dict[str, Any]) -> str:
+    """`logmonctl stats`: the last complete summary, then the rollup over the timeframe."""
+    return "\n".join([*summary_text("Last interval", stats["interval"]), "",
+                      *summary_text("Timeframe", stats["timeframe"])])

@@ -1,0 +1,425 @@
+"""logmonctl: pure rendering with hand-made replies, then every command as a subprocess against a real logmond."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from conftest import T0, csv_line, wait_for
+from logmonctl import cli, render
+from shared.client import Client
+from shared.protocol import ApiError
+from shared.schema import alert_message
+
+# ---------------------------------------------------------------------------------------------
+# render: hand-made replies
+
+STATUS = {
+    "version": "0.1.0", "protocol": 1, "pid": 4242, "started_at": 1.0, "uptime": 3725.5,
+    "file": {"path": "/var/log/access.log", "device": 1, "inode": 2, "offset": 2048, "size": 4096},
+    "format": "csv", "lines": 1500, "parsed": 1496, "malformed": 3, "late": 1, "clock": T0 + 250,
+    "rate": 12.4, "threshold": 10.0, "window": 120,
+    "alert": {"active": True, "since": T0, "hits": 1300, "rate": 10.83},
+    "process": {"rss_bytes": 35_756_032, "cpu_percent": 1.25, "open_fds": 12}, "clients": 2,
+}
+QUIET = {**STATUS, "rate": 3.2, "alert": {"active": False, "since": None, "hits": None, "rate": None}}
+
+SUMMARY = {
+    "type": "summary", "start": T0, "end": T0 + 10, "hits": 40, "rate": 4.0,
+    "sections": [["/api", 30], ["/report", 10]],
+    "errors": {"/api": {"4xx": 0.1, "5xx": 0.0}, "/report": {"4xx": 0.0, "5xx": 0.5}},
+    "status": {"2xx": 31, "4xx": 3, "5xx": 5, "3xx": 1}, "methods": {"GET": 36, "POST": 4},
+    "bytes": 5120, "bytes_mean": 128.0, "hosts": 7, "hosts_exact": False,
+    "top_hosts": [["10.0.0.1", 20], ["192.168.100.200", 5]],
+}
+
+
+def squeeze(text: str) -> list[str]:
+    """Lines with runs of blanks made one, to assert values without pinning the padding."""
+    return [" ".join(line.split()) for line in text.splitlines()]
+
+
+def test_number_size_duration():
+    assert [render.number(x) for x in (10.0, 0.5, 12.25)] == ["10", "0.5", "12.25"]
+    assert [render.size(n) for n in (0, 1023, 1024, 35_756_032, 5 * 1024**5)] == \
+        ["0 B", "1023 B", "1.0 KiB", "34.1 MiB", "5120.0 TiB"]
+    assert [render.duration(s) for s in (-1, 7, 245, 3725.5, 2 * 86400 + 3 * 3600 + 59)] == \
+        ["0s", "7s", "4m05s", "1h02m", "2d03h"]
+    assert render.percent(1, 3) == "33.3%" and render.percent(0, 0) == "-"
+
+
+def test_table_aligns_names_left_and_figures_right():
+    assert render.table(("name", "hits"), [("/a", 5), ("/longer", 1234)]) == [
+        "  name     hits",
+        "  /a          5",
+        "  /longer  1234",
+    ]
+
+
+def test_status_text_firing_says_since_when_and_how_long():
+    assert render.status_text(STATUS).splitlines() == [
+        "logmond   0.1.0, pid 4242, up 1h02m, 2 clients",
+        "file      /var/log/access.log (csv), at 2.0 KiB of 4.0 KiB",
+        "log time  2019-02-07T21:14:10Z",
+        "lines     1500 read: 1496 parsed, 3 malformed, 1 late",
+        "traffic   12.40 hits/s over 120s (1488 hits) > threshold 10",
+        "alert     FIRING since 2019-02-07T21:10:00Z (4m10s)",
+        "process   RSS 34.1 MiB, CPU 1.2%, 12 open fds",
+    ]
+
+
+def test_status_text_before_any_line_and_any_file():
+    fresh = {**QUIET, "clock": None, "rate": 0.0,
+             "file": {"path": "/x.log", "device": None, "inode": None, "offset": None, "size": None}}
+    lines = render.status_text(fresh).splitlines()
+    assert lines[1:3] == ["file      /x.log (csv), not there yet", "log time  no lines yet"]
+    assert lines[4:6] == ["traffic   0.00 hits/s over 120s (0 hits) <= threshold 10", "alert     quiet"]
+
+
+def test_check_line_is_the_nagios_format():
+    assert render.check_line(STATUS) == \
+        "LOGMON CRITICAL - 12.40 hits/s over 120s > 10 | rate=12.40;;10 hits=1488 malformed=3"
+    assert render.check_line(QUIET) == \
+        "LOGMON OK - 3.20 hits/s over 120s <= 10 | rate=3.20;;10 hits=384 malformed=3"
+    held = {**STATUS, "rate": 9.5}  # hysteresis keeps the alert on below the threshold
+    assert render.check_line(held) == \
+        "LOGMON CRITICAL - 9.50 hits/s over 120s <= 10 (alert still firing) | rate=9.50;;10 hits=1140 malformed=3"
+    assert render.check_unknown("no socket") == "LOGMON UNKNOWN - no socket"
+
+
+def test_summary_tables_have_shares_error_rates_and_estimates():
+    text = render.stats_text({"interval": SUMMARY, "timeframe": None})
+    lines = text.splitlines()
+    assert lines[:4] == [
+        "Last interval: 2019-02-07T21:10:00Z .. 2019-02-07T21:10:10Z (10s)",
+        "  hits      40 (4.00/s)",
+        "  bytes     5.0 KiB (mean 128 B)",
+        "  hosts     ~7 (estimated)",
+    ]
+    assert lines[5:8] == [
+        "  section  hits  share    4xx    5xx",
+        "  /api       30  75.0%  10.0%   0.0%",
+        "  /report    10  25.0%   0.0%  50.0%",
+    ]
+    assert "  192.168.100.200     5  12.5%" in lines
+    squeezed = squeeze(text)
+    assert ["status hits share", "2xx 31 77.5%", "4xx 3 7.5%", "5xx 5 12.5%", "3xx 1 2.5%"] == \
+        squeezed[squeezed.index("status hits share"):squeezed.index("status hits share") + 5]
+    assert "method hits share" in squeezed and "POST 4 10.0%" in squeezed
+    assert lines[-1] == "Timeframe: nothing yet (no summary has closed)"
+
+
+def test_an_empty_summary_has_no_tables():
+    empty = {**SUMMARY, "hits": 0, "rate": 0.0, "sections": [], "errors": {}, "status": {}, "methods": {},
+             "bytes": 0, "bytes_mean": 0.0, "hosts": 0, "hosts_exact": True, "top_hosts": []}
+    assert render.summary_text("Timeframe", empty)[1:] == \
+        ["  hits      0 (0.00/s)", "  bytes     0 B (mean 0 B)", "  hosts     0"]
+
+
+def test_follow_takes_new_alerts_from_alert_pushes_and_snapshots_once():
+    push = {"type": "recover", "at": T0, "hits": 2, "rate": 0.2, "threshold": 1.0, "window": 10, "id": 5,
+            "event": "alert"}
+    assert cli.fresh_alerts(push, 4) == [{"id": 5, "type": "recover", "at": T0, "hits": 2, "rate": 0.2,
+                                          "threshold": 1.0, "window": 10}]
+    assert cli.fresh_alerts(push, 5) == []
+    snapshot = {"event": "snapshot", "seq": 9, "data": {"alerts": [{"id": 3}, {"id": 4}, {"id": 5}]}}
+    assert cli.fresh_alerts(snapshot, 3) == [{"id": 4}, {"id": 5}]
+
+
+def test_watch_and_top_hand_the_resolved_socket_to_the_viewer(monkeypatch):
+    seen = []
+    monkeypatch.setitem(sys.modules, "logmonctl.watch", types.SimpleNamespace(run=lambda p: seen.append(p) or 7))
+    monkeypatch.setenv("LOGMOND_SOCKET", "/env.sock")
+    assert cli.main(["watch"]) == 7 and cli.main(["top", "--socket", "/flag.sock"]) == 7
+    assert seen == ["/env.sock", "/flag.sock"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the real thing: logmonctl subprocesses against a logmond process
+
+
+def ctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "logmonctl", *args], capture_output=True, text=True,
+                          timeout=30, env={**os.environ, **(env or {})})
+
+
+def read_line(proc: subprocess.Popen, timeout: float = 20) -> str:
+    """The next line proc prints, or "" if none comes within timeout."""
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return got[0] if got else ""
+
+
+class Writer(threading.Thread):
+    """Appends lines stamped with the wall clock, about 30 a second, until stopped."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        with open(self.path, "a") as f:
+            n = 0
+            while not self.halt.wait(1 / 30):
+                f.write(csv_line(int(time.time()), n))
+                f.flush()
+                n += 1
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=10)
+
+
+def backlog() -> str:
+    """Two bursts (two alerts, two recoveries) in [T0+60, T0+120) log time, one malformed line."""
+    lines, n = [], 0
+
+    def quiet(a: int, b: int) -> None:
+        nonlocal n
+        for t in range(a, b, 5):
+            lines.append(csv_line(T0 + t, n))
+            n += 1
+
+    def burst(a: int, b: int) -> None:
+        nonlocal n
+        for t in range(a, b):
+            for i in range(30):
+                lines.append(csv_line(T0 + t, n, path="/report" if i % 3 == 0 else "/api/user",
+                                      status=503 if i % 10 == 0 else 200))
+                n += 1
+
+    quiet(0, 60)
+    burst(60, 70)
+    quiet(70, 95)
+    lines.append("garbage\n")
+    burst(95, 105)
+    quiet(105, 120)
+    lines.append(csv_line(T0 + 120, n))  # opens the next minute, so [T0+60, T0+120) is the last summary
+    return "".join(lines)
+
+
+BACKLOG_ALERTS = [
+    "High traffic generated an alert - hits = 31, triggered at 2019-02-07T21:11:00Z (3.10/s over 10s)",
+    "High traffic alert recovered - hits = 2, recovered at 2019-02-07T21:11:19Z (0.20/s over 10s)",
+    "High traffic generated an alert - hits = 31, triggered at 2019-02-07T21:11:35Z (3.10/s over 10s)",
+    "High traffic alert recovered - hits = 2, recovered at 2019-02-07T21:11:54Z (0.20/s over 10s)",
+]
+
+
+@pytest.fixture
+def history(logmond, short_tmp):
+    """A daemon that read a backlog with four alert events; its minute summaries stay put for a minute."""
+    (short_tmp / "access.log").write_text(backlog())
+    d = logmond("--from-start", "--alert-window", "10", "--threshold", "1", "--lateness", "0",
+                "--summary-interval", "60").start()
+    d.wait_lines(622)
+    wait_for(lambda: (d.call("stats")["interval"] or {}).get("start") == T0 + 60, what="the burst minute to close")
+    return d
+
+
+def test_alerts_print_the_history_in_the_alert_format_oldest_first(history):
+    out = ctl("alerts", "--socket", history.socket)
+    assert (out.returncode, out.stdout.splitlines(), out.stderr) == (0, BACKLOG_ALERTS, "")
+    events = history.call("alerts")["events"]
+    assert [alert_message(e) for e in events] == BACKLOG_ALERTS
+    as_json = ctl("--socket", history.socket, "alerts", "--json")
+    assert as_json.returncode == 0 and [json.loads(line) for line in as_json.stdout.splitlines()] == events
+    assert [e["id"] for e in events] == [1, 2, 3, 4]
+    since = ctl("alerts", "--since", "2", "--socket", history.socket)
+    assert since.stdout.splitlines() == BACKLOG_ALERTS[2:]
+    assert ctl("alerts", "--since", "4", "--json", "--socket", history.socket).stdout == ""
+
+
+def test_follow_prints_the_history_after_since_first(history):
+    follow = subprocess.Popen([sys.executable, "-m", "logmonctl", "alerts", "-f", "--json", "--since", "3",
+                               "--socket", history.socket], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = read_line(follow)
+    time.sleep(1.5)  # a snapshot or two go by: they repeat the recent alerts, which must not print again
+    follow.send_signal(signal.SIGINT)
+    out, err = follow.communicate(timeout=10)
+    assert (follow.returncode, json.loads(first), out, err) == (0, history.call("alerts")["events"][3], "", "")
+
+
+def test_a_closed_pipe_ends_output_quietly(history):
+    piped = subprocess.run(f"{sys.executable} -m logmonctl alerts --json --socket {history.socket} | head -1",
+                           shell=True, capture_output=True, text=True, timeout=30)
+    assert piped.stderr == "" and json.loads(piped.stdout) == history.call("alerts")["events"][0]
+    # A reader that is gone before the first write: EPIPE for sure.
+    proc = subprocess.Popen([sys.executable, "-m", "logmonctl", "alerts", "--socket", history.socket],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    assert (proc.wait(timeout=30), proc.stderr.read()) == (0, "")
+    proc.stderr.close()
+
+
+def test_stats_prints_the_last_summary_and_the_rollup_as_tables(history):
+    as_json = ctl("stats", "--json", "--socket", history.socket)
+    assert as_json.returncode == 0 and json.loads(as_json.stdout) == history.call("stats")
+    out = ctl("stats", "--socket", history.socket)
+    assert (out.returncode, out.stderr) == (0, "")
+    lines = squeeze(out.stdout)
+    assert lines[:4] == ["Last interval: 2019-02-07T21:11:00Z .. 2019-02-07T21:12:00Z (1m00s)",
+                         "hits 608 (10.13/s)", "bytes 73.9 KiB (mean 124 B)", "hosts 5"]
+    i = lines.index("section hits share 4xx 5xx")
+    assert lines[i + 1:i + 3] == ["/api 408 67.1% 0.0% 9.8%", "/report 200 32.9% 0.0% 10.0%"]
+    i = lines.index("status hits share")
+    assert lines[i + 1:i + 3] == ["2xx 548 90.1%", "5xx 60 9.9%"]
+    assert "GET 608 100.0%" in lines
+    assert lines.index("Timeframe: 2019-02-07T21:02:00Z .. 2019-02-07T21:12:00Z (10m00s)") > i
+    assert lines.count("hits 620 (1.03/s)") == 1  # the rollup: every parsed line but the one at T0+120
+
+
+def test_status_and_check_without_alert_exit_0(logmond, short_tmp):
+    log = short_tmp / "access.log"
+    log.write_text("")
+    d = logmond("--alert-window", "100", "--lateness", "0").start()
+    now = int(time.time())
+    log.write_text("".join(csv_line(now, i) for i in range(3)) + "garbage\n")
+    wait_for(lambda: d.status()["rate"] == 0.03, what="three hits in the window")
+
+    check = ctl("check", "--socket", d.socket)
+    assert (check.returncode, check.stdout, check.stderr) == \
+        (0, "LOGMON OK - 0.03 hits/s over 100s <= 10 | rate=0.03;;10 hits=3 malformed=1\n", "")
+
+    out = ctl("status", env={"LOGMOND_SOCKET": d.socket})  # resolved as logmond resolves it
+    assert (out.returncode, out.stderr) == (0, "")
+    lines = out.stdout.splitlines()
+    size = log.stat().st_size
+    assert lines[1] == f"file      {log} (csv), at {size} B of {size} B"
+    assert lines[3:6] == ["lines     4 read: 3 parsed, 1 malformed, 0 late",
+                          "traffic   0.03 hits/s over 100s (3 hits) <= threshold 10",
+                          "alert     quiet"]
+
+    as_json = ctl("status", "--json", "--socket", d.socket)
+    assert as_json.returncode == 0 and as_json.stdout.count("\n") == 1
+    got, want = json.loads(as_json.stdout), d.status()
+    assert got.keys() == want.keys()
+    for key in ("version", "protocol", "pid", "started_at", "file", "format", "lines", "parsed", "malformed",
+                "late", "rate", "threshold", "window", "alert"):
+        assert got[key] == want[key], key
+
+
+def test_a_firing_alert_exits_2_and_reaches_a_follower_as_it_happens(logmond, short_tmp):
+    log = short_tmp / "access.log"
+    log.write_text("")
+    d = logmond("--alert-window", "10", "--threshold", "1", "--lateness", "0").start()
+    follow = subprocess.Popen([sys.executable, "-m", "logmonctl", "alerts", "--follow", "--socket", d.socket],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = Writer(log)
+    try:
+        wait_for(lambda: d.status()["clients"] >= 2, what="the follower to connect")
+        assert d.call("alerts")["events"] == []
+        writer.start()
+        line = read_line(follow)
+        event = d.call("alerts")["events"][0]
+        assert line == alert_message(event) + "\n" and event["type"] == "alert"
+
+        status = ctl("status", "--socket", d.socket)
+        assert status.returncode == 2
+        assert f"alert     FIRING since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(event['at']))}" \
+            in status.stdout
+        assert json.loads(ctl("status", "--json", "--socket", d.socket).stdout)["alert"]["active"] is True
+        check = ctl("check", "--socket", d.socket)
+        m = re.fullmatch(r"LOGMON CRITICAL - (\d+\.\d\d) hits/s over 10s > 1 \| rate=\1;;1 hits=(\d+) malformed=0\n",
+                         check.stdout)
+        assert check.returncode == 2 and m, check.stdout
+        assert int(m[2]) == round(float(m[1]) * 10) > 10
+    finally:
+        writer.stop()
+        follow.send_signal(signal.SIGINT)
+        code = follow.wait(timeout=10)
+        rest, err = follow.stdout.read(), follow.stderr.read()
+        follow.stdout.close()
+        follow.stderr.close()
+    assert (code, err) == (0, "")
+    assert all(line.startswith("High traffic") for line in rest.splitlines())
+
+
+def test_no_daemon_exits_3_naming_the_socket(short_tmp):
+    missing = str(short_tmp / "none.sock")
+    for command in ("status", "stats", "alerts", "check"):
+        out = ctl(command, "--socket", missing)
+        assert out.returncode == 3, command
+        assert out.stderr == f"logmonctl: no logmond socket at {missing}: is logmond running? " \
+                             "start it with `systemctl start logmond`\n"
+    assert ctl("check", "--socket", missing).stdout == f"LOGMON UNKNOWN - no logmond socket at {missing}: " \
+                                                      "is logmond running? start it with `systemctl start logmond`\n"
+    stale = str(short_tmp / "stale.sock")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(stale)  # leaves a socket file nobody listens on
+    out = ctl("status", env={"LOGMOND_SOCKET": stale})
+    assert (out.returncode, out.stdout) == (3, "") and out.stderr.startswith(f"logmonctl: nothing listens on {stale}")
+
+
+def test_a_refusal_by_the_daemon_is_one_line_and_exit_3(logmond, short_tmp):
+    (short_tmp / "access.log").write_text("")
+    d = logmond().start()
+    clients: list[Client] = []
+    try:
+        with pytest.raises(ApiError, match="busy"):
+            while True:  # fill every slot; the next one is refused with `busy`
+                clients.append(Client(d.socket, timeout=5))
+                clients[-1].connect()
+        out = ctl("status", "--socket", d.socket)
+        assert (out.returncode, out.stdout, out.stderr.count("\n")) == (3, "", 1)
+        assert out.stderr.startswith(f"logmonctl: logmond on {d.socket} refused: ") and "(busy)" in out.stderr
+        check = ctl("check", "--socket", d.socket)
+        assert check.returncode == 3 and check.stdout.startswith(f"LOGMON UNKNOWN - logmond on {d.socket} refused")
+    finally:
+        for c in clients:
+            c.close()
+
+
+def fake_daemon(path: str) -> socket.socket:
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen()
+    server.settimeout(20)
+    return server
+
+
+def test_ctrl_c_exits_130_quietly_and_a_foreign_protocol_exits_3(short_tmp):
+    path = str(short_tmp / "fake.sock")
+    with fake_daemon(path) as server:
+        proc = subprocess.Popen([sys.executable, "-m", "logmonctl", "status", "--socket", path],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        conn, _ = server.accept()  # it said hello and waits: Ctrl-C now
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        conn.close()
+        assert (proc.returncode, out, err) == (130, "", "")
+
+        proc = subprocess.Popen([sys.executable, "-m", "logmonctl", "status", "--socket", path],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        conn, _ = server.accept()
+        conn.sendall(msgpack.packb({"id": 1, "ok": True, "result": {"protocol": 99}}))
+        out, err = proc.communicate(timeout=10)
+        conn.close()
+    assert (proc.returncode, out) == (3, "")
+    assert err == f"logmonctl: logmond on {path} answered with protocol 99, this client speaks 1: " \
+                  "use the logmonctl installed with logmond\n"
+
+
+def test_bad_usage_exits_64_with_one_line(short_tmp):
+    none = ctl()
+    assert none.returncode == 64 and none.stdout == "" and "usage: logmonctl" in none.stderr
+    for args in (["status", "--bogus"], ["alerts", "--since", "x"], ["frobnicate"], ["check", "--json"]):
+        out = ctl(*args, "--socket", str(short_tmp / "none.sock"))
+        assert out.returncode == 64, args
+        assert out.stderr.count("\n") == 1 and re.fullmatch(r"logmonctl: .+ \(see --help\)\n", out.stderr), out.stderr
+    version = ctl("--version")
+    assert (version.returncode, version.stdout) == (0, "logmonctl 0.1.0\n")
