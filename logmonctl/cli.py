@@ -53,8 +53,10 @@ def _reason(exc: ClientError | ApiError, path: str) -> str:
 
 
 def cmd_status(args: argparse.Namespace, path: str) -> int:
-    st = _call(path, "status")
-    print(json_line(st) if args.json else render.status_text(st))
+    with Client(path, CALL_TIMEOUT) as client:
+        st = client.call("status")
+        last = None if args.json else client.call("stats")["interval"]
+    print(json_line(st) if args.json else render.status_text(st, last))
     return EXIT_ALERT if st["alert"]["active"] else EXIT_OK
 
 

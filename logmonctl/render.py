@@ -64,8 +64,8 @@ def window_hits(status: dict[str, Any]) -> int:
     return round(status["rate"] * status["window"])
 
 
-def status_text(st: dict[str, Any]) -> str:
-    """`logmonctl status`: one call's worth, so rates are over the alert window, not 'now'."""
+def status_text(st: dict[str, Any], last: dict[str, Any] | None = None) -> str:
+    """`logmonctl status`: the status reply, with 'now' taken from the last complete summary."""
     f, alert, proc = st["file"], st["alert"], st["process"]
     where = "not there yet" if f["offset"] is None else f"at {size(f['offset'])} of {size(f['size'] or 0)}"
     clock = "no lines yet" if st["clock"] is None else iso_utc(st["clock"])
@@ -80,6 +80,9 @@ def status_text(st: dict[str, Any]) -> str:
         _field("file", f"{f['path']} ({st['format']}), {where}"),
         _field("log time", clock),
         _field("lines", f"{st['lines']} read: {st['parsed']} parsed, {st['malformed']} malformed, {st['late']} late"),
+        _field("now", "no complete interval yet" if last is None else
+               f"{last['rate']:.2f} hits/s over the last {last['end'] - last['start']}s "
+               f"(to {iso_utc(last['end'])})"),
         _field("traffic", f"{st['rate']:.2f} hits/s over {st['window']}s ({window_hits(st)} hits) "
                           f"{over} threshold {number(st['threshold'])}"),
         _field("alert", state),

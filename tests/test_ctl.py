@@ -68,11 +68,13 @@ def test_table_aligns_names_left_and_figures_right():
 
 
 def test_status_text_firing_says_since_when_and_how_long():
-    assert render.status_text(STATUS).splitlines() == [
+    last = {"start": 1549574040, "end": 1549574050, "rate": 14.2}
+    assert render.status_text(STATUS, last).splitlines() == [
         "logmond   0.1.0, pid 4242, up 1h02m, 2 clients",
         "file      /var/log/access.log (csv), at 2.0 KiB of 4.0 KiB",
         "log time  2019-02-07T21:14:10Z",
         "lines     1500 read: 1496 parsed, 3 malformed, 1 late",
+        "now       14.20 hits/s over the last 10s (to 2019-02-07T21:14:10Z)",
         "traffic   12.40 hits/s over 120s (1488 hits) > threshold 10",
         "alert     FIRING since 2019-02-07T21:10:00Z (4m10s)",
         "process   RSS 34.1 MiB, CPU 1.2%, 12 open fds",
@@ -84,7 +86,8 @@ def test_status_text_before_any_line_and_any_file():
              "file": {"path": "/x.log", "device": None, "inode": None, "offset": None, "size": None}}
     lines = render.status_text(fresh).splitlines()
     assert lines[1:3] == ["file      /x.log (csv), not there yet", "log time  no lines yet"]
-    assert lines[4:6] == ["traffic   0.00 hits/s over 120s (0 hits) <= threshold 10", "alert     quiet"]
+    assert lines[4:7] == ["now       no complete interval yet",
+                          "traffic   0.00 hits/s over 120s (0 hits) <= threshold 10", "alert     quiet"]
 
 
 def test_check_line_is_the_nagios_format():
@@ -300,7 +303,8 @@ def test_status_and_check_without_alert_exit_0(logmond, short_tmp):
     lines = out.stdout.splitlines()
     size = log.stat().st_size
     assert lines[1] == f"file      {log} (csv), at {size} B of {size} B"
-    assert lines[3:6] == ["lines     4 read: 3 parsed, 1 malformed, 0 late",
+    assert lines[3:7] == ["lines     4 read: 3 parsed, 1 malformed, 0 late",
+                          "now       no complete interval yet",
                           "traffic   0.03 hits/s over 100s (3 hits) <= threshold 10",
                           "alert     quiet"]
 
