@@ -16,7 +16,7 @@ from logmond.alerts import AlertRule
 from logmond.batch import Chunk, Counts, fast_chunk, slow_chunk, split_lines
 from logmond.parse import FORMATS, detect_format
 from logmond.window import Block, Rollup
-from shared.schema import SUMMARY, TOTALS, Event
+from shared.schema import TOTALS, Event
 
 # Malformed lines kept for inspection (the newest ones).
 MALFORMED_SAMPLES = 20
