@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -32,6 +33,38 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str =
 
 def csv_line(ts: int, n: int = 0, path: str = "/api/user", status: int = 200) -> str:
     return f'"10.0.0.{n % 5}","-","apache",{ts},"GET {path}/{n} HTTP/1.0",{status},{100 + n % 50}\n'
+
+
+class Writer(threading.Thread):
+    """Appends lines stamped with the wall clock, about `rate` a second, through an O_APPEND
+    descriptor like a web server, until stopped. `line(ts, n)` makes the n-th (csv_line)."""
+
+    TICK = 0.02
+
+    def __init__(self, path: Path, rate: float = 30, line: Callable[[int, int], str] = csv_line) -> None:
+        super().__init__(daemon=True)
+        self.path, self.rate, self.line = path, rate, line
+        self.written = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        owed = 0.0
+        try:
+            while not self.halt.wait(self.TICK):
+                owed += self.rate * self.TICK
+                now, count = int(time.time()), int(owed)
+                owed -= count
+                os.write(fd, "".join(self.line(now, self.written + i) for i in range(count)).encode())
+                self.written += count
+        finally:
+            os.close(fd)
+
+    def stop(self) -> int:
+        """Stop writing; the number of lines written."""
+        self.halt.set()
+        self.join(timeout=10)
+        return self.written
 
 
 class Logmond:

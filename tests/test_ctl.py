@@ -11,12 +11,11 @@ import sys
 import threading
 import time
 import types
-from pathlib import Path
 
 import msgpack
 import pytest
 
-from conftest import T0, csv_line, wait_for
+from conftest import T0, Writer, csv_line, wait_for
 from logmonctl import cli, render
 from shared.client import Client
 from shared.protocol import ApiError
@@ -164,27 +163,6 @@ def read_line(proc: subprocess.Popen, timeout: float = 20) -> str:
     reader.start()
     reader.join(timeout)
     return got[0] if got else ""
-
-
-class Writer(threading.Thread):
-    """Appends lines stamped with the wall clock, about 30 a second, until stopped."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        with open(self.path, "a") as f:
-            n = 0
-            while not self.halt.wait(1 / 30):
-                f.write(csv_line(int(time.time()), n))
-                f.flush()
-                n += 1
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(timeout=10)
 
 
 def backlog() -> str:

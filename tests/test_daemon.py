@@ -3,38 +3,9 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
-from pathlib import Path
 
-from conftest import csv_line, wait_for
-
-
-class Writer(threading.Thread):
-    """Appends numbered lines stamped with the wall clock, `rate` a second, until stopped."""
-
-    def __init__(self, path: Path, rate: int) -> None:
-        super().__init__(daemon=True)
-        self.path, self.rate = path, rate
-        self.written = 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            per_tick = max(1, self.rate // 50)
-            while not self._halt.is_set():
-                now = int(time.time())
-                os.write(fd, "".join(csv_line(now, self.written + i) for i in range(per_tick)).encode())
-                self.written += per_tick
-                time.sleep(0.02)
-        finally:
-            os.close(fd)
-
-    def stop(self) -> int:
-        self._halt.set()
-        self.join(timeout=10)
-        return self.written
+from conftest import Writer, csv_line, wait_for
 
 
 def test_appended_lines_show_up_at_once_and_partial_lines_wait(logmond, short_tmp):

@@ -7,13 +7,12 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Iterator
 
 import msgpack
 import pytest
 
-from conftest import T0, Logmond, csv_line, wait_for
+from conftest import T0, Logmond, Writer, csv_line, wait_for
 from shared import protocol as p
 from shared.client import Client, ClientError
 from shared.protocol import ApiError
@@ -29,31 +28,6 @@ EVENT_KEYS = {"id", "type", "at", "hits", "rate", "threshold", "window"}
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-class Writer(threading.Thread):
-    """Appends one line at wall time every few milliseconds through an O_APPEND descriptor."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self.written = 0
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            while not self.halt.is_set():
-                os.write(fd, csv_line(int(time.time()), self.written).encode())
-                self.written += 1
-                time.sleep(0.005)
-        finally:
-            os.close(fd)
-
-    def stop(self) -> int:
-        self.halt.set()
-        self.join(timeout=10)
-        return self.written
-
 
 class Watcher(threading.Thread):
     """The well-behaved second client: one connection asking for `status` all along."""
@@ -112,7 +86,7 @@ def live(logmond, short_tmp) -> Iterator[Live]:
     log = short_tmp / "access.log"
     log.write_text("")
     d = logmond(*LIVE).start()
-    writer = Writer(log)
+    writer = Writer(log, rate=200)
     writer.start()
     d.wait_lines(20)
     watcher = Watcher(d)

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import pyte
 import pytest
 
-from conftest import csv_line, wait_for
+from conftest import Writer, csv_line, wait_for
 from logmonctl.layout import View
 from logmonctl.watch import Feed, Mailbox, lines_rate, on_key, receive, with_alert
 
@@ -102,31 +102,6 @@ def test_the_mailbox_keeps_the_newest_and_wakes_the_reader():
 
 
 # -- the real viewer in a real terminal ----------------------------------------------------
-
-class Writer(threading.Thread):
-    """Appends lines stamped with the wall clock, about 30 a second: twice as many for /report as for /api,
-    which alone has 5xx answers (so sorting by hits and by 5xx share differ)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        with open(self.path, "a") as f:
-            while not self._halt.is_set():
-                now = int(time.time())
-                f.write(csv_line(now, n, "/api/x", 503 if n % 2 else 200)
-                        + csv_line(now, n, "/report/y", 404) * 2)
-                f.flush()
-                n += 1
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
-
 
 class Term:
     """The viewer in a pseudo-terminal of cols x rows, its output rendered continuously by pyte."""
@@ -256,7 +231,10 @@ def busy(logmond, short_tmp):
     log = short_tmp / "access.log"
     log.write_text("")
     d = logmond(*FAST).start()
-    writer = Writer(log)
+    # Twice as many /report as /api lines, and only /api has 5xx answers: sorting by hits and by
+    # 5xx share differ.
+    writer = Writer(log, rate=10, line=lambda now, n: csv_line(now, n, "/api/x", 503 if n % 2 else 200)
+                    + csv_line(now, n, "/report/y", 404) * 2)
     writer.start()
     yield d
     writer.stop()
