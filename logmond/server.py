@@ -152,7 +152,7 @@ class _Connection(asyncio.Protocol):
             except StopIteration:
                 # The buffer limit bounds only unparsed bytes: containers are parsed piecemeal and
                 # would grow without end, so bound the bytes of the message in progress too.
-                if self.received - self.boundary > p.MAX_MESSAGE:
+                if self.received - self.boundary > p.MAX_REQUEST:
                     self.too_large()
                 elif self.received > self.boundary and self.message_deadline is None:
                     # msgpack checks a string's declared length only once all of it is here: a
@@ -170,7 +170,7 @@ class _Connection(asyncio.Protocol):
             if self.message_deadline is not None:
                 self.message_deadline.cancel()
                 self.message_deadline = None
-            if size > p.MAX_MESSAGE:
+            if size > p.MAX_REQUEST:
                 self.too_large()
                 return
             self.handle(obj)
@@ -179,7 +179,7 @@ class _Connection(asyncio.Protocol):
         self.finish(p.error(p.NO_ID, p.BAD_REQUEST, f"message not completed within {MESSAGE_TIMEOUT:.0f}s"))
 
     def too_large(self) -> None:
-        self.finish(p.error(p.NO_ID, p.TOO_LARGE, f"message larger than {p.MAX_MESSAGE} bytes"))
+        self.finish(p.error(p.NO_ID, p.TOO_LARGE, f"request larger than {p.MAX_REQUEST} bytes"))
 
     # requests
 

@@ -19,6 +19,10 @@ PROTOCOL = 1
 
 # Largest message either side accepts (1 MiB): the unpacker's buffer and per-container limit.
 MAX_MESSAGE = 1 << 20
+# Largest request the daemon decodes. Requests are a few dozen bytes, and decoding can take
+# ~90x the wire size (1 MiB of empty maps is ~90 MB of dicts): 16 KiB bounds what one client's
+# message in progress can cost to about 1.5 MB.
+MAX_REQUEST = 16 << 10
 
 # The id of an error not tied to a request (busy, hello timeout, unparsable input).
 NO_ID = 0

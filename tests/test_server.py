@@ -289,7 +289,10 @@ def send_regardless(sock: socket.socket, data: bytes) -> None:
     p.encode(p.request("echo", 5, pad="x" * (2 << 20))),
     p.encode(p.request("echo", 5, pad=list(range(1 << 16, (1 << 16) + 450_000)))),
     b"\xdd\xff\xff\xff\xff",  # an array header announcing 4 G elements, refused before allocation
-], ids=["2MiB-string", "2MiB-array", "4G-array-header"])
+    # Under the 1 MiB frame limit but over the request limit: 20 KiB of empty maps would cost
+    # about 1.5 MB of dicts to decode.
+    p.encode(p.request("echo", 5, pad=[{}] * (20 << 10))),
+], ids=["2MiB-string", "2MiB-array", "4G-array-header", "20KiB-of-empty-maps"])
 def test_oversized_message_is_refused_then_closed(good: Good, stack: ExitStack, message: bytes) -> None:
     sock = raw(good.path, stack)
     sender = threading.Thread(target=send_regardless, args=(sock, message))
