@@ -10,9 +10,15 @@ from logmond.parse import MAX_LINE
 
 
 class LineBuffer:
-    def __init__(self) -> None:
+    def __init__(self, skipping: bool = False) -> None:
         self._partial = b""
-        self._skipping = False
+        self._skipping = skipping
+
+    @property
+    def skipping(self) -> bool:
+        """In the middle of an over-long line whose rest is being dropped (a checkpoint keeps it,
+        so that a restart does not count that rest as a line of its own)."""
+        return self._skipping
 
     @property
     def pending(self) -> int:

@@ -104,11 +104,13 @@ class Position:
 
     identity: Identity
     offset: int
+    # True when `offset` is inside an over-long line whose rest is to be skipped.
+    skipping: bool = False
 
     def to_state(self) -> dict:
         i = self.identity
         return {"device": i.device, "inode": i.inode, "fingerprint": i.fingerprint,
-                "fingerprint_len": i.fingerprint_len, "offset": self.offset}
+                "fingerprint_len": i.fingerprint_len, "offset": self.offset, "skipping": self.skipping}
 
     @classmethod
     def from_state(cls, state: dict) -> Position:
@@ -129,7 +131,10 @@ class Position:
         fingerprint_len = count("fingerprint_len")
         if fingerprint_len > FINGERPRINT_BYTES:
             raise ValueError(f"fingerprint_len must be <= {FINGERPRINT_BYTES}")
-        return cls(Identity(count("device"), count("inode"), fingerprint, fingerprint_len), count("offset"))
+        skipping = state.get("skipping", False)
+        if not isinstance(skipping, bool):
+            raise TypeError("skipping must be true or false")
+        return cls(Identity(count("device"), count("inode"), fingerprint, fingerprint_len), count("offset"), skipping)
 
 
 class _OpenFile:
@@ -148,12 +153,13 @@ class _OpenFile:
         return self.read_pos - self.lines.pending
 
     def position(self) -> Position:
-        return Position(self.identity, self.offset)
+        return Position(self.identity, self.offset, self.lines.skipping)
 
-    def seek(self, offset: int) -> None:
-        """Start reading at `offset`, which must follow a complete line."""
+    def seek(self, offset: int, skipping: bool = False) -> None:
+        """Start reading at `offset`, which must follow a complete line (or, `skipping`, lie
+        inside an over-long one whose first part was already handed out)."""
         self.read_pos = offset
-        self.lines = LineBuffer()
+        self.lines = LineBuffer(skipping)
 
     def read_new(self, verify: bool, limit: int | None = None) -> bytes:
         """Complete lines added since the last call (about `limit` bytes at most); from the start
@@ -344,12 +350,12 @@ class Follower:
         resumed_first = False
         for pos in resume:
             if first is not None and not resumed_first and pos.identity.matches(first.fd):
-                first.seek(pos.offset)  # past the end (truncated while we were away): read_new restarts
+                first.seek(pos.offset, pos.skipping)  # past the end (truncated meanwhile): read_new restarts
                 resumed_first = True
                 continue
             rotated = self._find_in_dir(pos.identity, exclude=first)
             if rotated is not None:
-                rotated.seek(pos.offset)
+                rotated.seek(pos.offset, pos.skipping)
                 self._draining.append(rotated)
         # A resumed checkpoint that matches no file at the path: the file is new since, read from 0.
         self._current = first

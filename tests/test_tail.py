@@ -504,6 +504,21 @@ def test_a_200_kib_line_is_cut_and_never_held_whole(stack, log):
     assert f.positions()[0].offset == log.stat().st_size
 
 
+def test_a_restart_in_the_middle_of_an_endless_line_skips_its_rest(stack, log):
+    log.write_bytes(b"line 0\n" + b"x" * (MAX_LINE + 100))
+    f = follow(stack, log, from_start=True)
+    first = f.read()
+    assert first == b"line 0\n" + b"x" * (MAX_LINE + 1) + b"\n"
+    positions = f.positions()
+    assert positions[0].skipping
+    positions = [Position.from_state(p.to_state()) for p in positions]
+    f.close()
+    append(log, b"y" * 5000 + b"\nline 1\n")
+    again = follow(stack, log, resume=positions)
+    # The rest of the long line is not a line of its own after the restart.
+    assert again.read() == b"line 1\n"
+
+
 # -- 9. lost events ---------------------------------------------------------------------------------
 
 def inotify_queue_bytes(fd: int) -> int:
