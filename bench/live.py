@@ -153,7 +153,22 @@ def batch_templates(per_batch: int) -> list[bytes]:
     return templates
 
 
-class Writer(threading.Thread):
+class Recorded(threading.Thread):
+    """A thread whose failure is kept in `error` for the main thread to report."""
+
+    error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            self.error = exc
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Writer(Recorded):
     """Appends one batch every `period` seconds for `seconds`; records (write returned, cumulative lines)."""
 
     def __init__(self, path: Path, rate: int, seconds: float) -> None:
@@ -165,13 +180,6 @@ class Writer(threading.Thread):
         self.batches: list[tuple[float, int]] = []
         self.dropped = 0
         self.started = self.finished = 0.0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:
-            self.error = exc
 
     def _run(self) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
@@ -201,7 +209,7 @@ class Writer(threading.Thread):
             os.close(fd)
 
 
-class Prober(threading.Thread):
+class Prober(Recorded):
     """Asks `status` every PROBE_PERIOD until the writer is done and every line is counted."""
 
     def __init__(self, client: Client, writer: Writer) -> None:
@@ -210,14 +218,7 @@ class Prober(threading.Thread):
         self.probes: list[tuple[float, int]] = []  # (reply received, lines)
         self.round_trips: list[float] = []
         self.rss_peak = 0
-        self.error: BaseException | None = None
         self.drained = False
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:
-            self.error = exc
 
     def _run(self) -> None:
         next_probe = time.perf_counter()

@@ -212,13 +212,18 @@ def test_partial_line_is_counted_once_completed(logmond, short_tmp):
     assert st["file"]["offset"] == st["file"]["size"] == log.stat().st_size
 
 
-def test_restart_counts_lines_appended_while_stopped_exactly_once(logmond, short_tmp):
-    log = short_tmp / "access.log"
+def run_50_lines_and_stop(logmond, short_tmp) -> int:
+    """A first logmond counts 50 lines stamped now, then stops cleanly; returns that stamp."""
     now = int(time.time())
-    log.write_text("".join(csv_line(now, i) for i in range(50)))
+    (short_tmp / "access.log").write_text("".join(csv_line(now, i) for i in range(50)))
     first = logmond("--from-start", *LIVE).start()
     first.wait_lines(50)
     assert first.stop() == 0
+    return now
+
+
+def test_restart_counts_lines_appended_while_stopped_exactly_once(logmond, short_tmp):
+    log, now = short_tmp / "access.log", run_50_lines_and_stop(logmond, short_tmp)
     with open(log, "a") as f:
         f.write("".join(csv_line(now, i) for i in range(50, 80)))
     # No --from-start this time: only the checkpoint can say where to resume.
@@ -232,12 +237,7 @@ def test_restart_counts_lines_appended_while_stopped_exactly_once(logmond, short
 
 
 def test_restart_across_a_rotation_while_stopped_counts_exactly_once(logmond, short_tmp):
-    log = short_tmp / "access.log"
-    now = int(time.time())
-    log.write_text("".join(csv_line(now, i) for i in range(50)))
-    first = logmond("--from-start", *LIVE).start()
-    first.wait_lines(50)
-    assert first.stop() == 0
+    log, now = short_tmp / "access.log", run_50_lines_and_stop(logmond, short_tmp)
     with open(log, "a") as f:  # the tail of the old file, written before the rotation
         f.write("".join(csv_line(now, i) for i in range(50, 60)))
     os.rename(log, short_tmp / "access.log.1")

@@ -404,13 +404,19 @@ def restore(saved: bytes) -> list[Position]:
     return [Position.from_state(s) for s in msgpack.unpackb(saved)]
 
 
-def test_restart_resumes_exactly_once(stack, log):
+def follow_then_stop(stack, log) -> tuple[Driver, Writer, bytes]:
+    """Follow a writer for 300 lines, save the positions, stop following (the writer goes on)."""
     log.touch()
     first = Driver(follow(stack, log))
     w = start_writer(stack, log)
     first.count_at_least(300)
     saved = checkpoint(first.follower)
     first.follower.close()
+    return first, w, saved
+
+
+def test_restart_resumes_exactly_once(stack, log):
+    first, w, saved = follow_then_stop(stack, log)
     w.wait_written(w.next + 200)  # written while nobody follows
 
     second = Driver(follow(stack, log, resume=restore(saved)), got=first.got)
@@ -421,12 +427,7 @@ def test_restart_resumes_exactly_once(stack, log):
 
 def test_restart_after_rotation_drains_the_rotated_file_first(stack, log):
     rotated = log.with_name("access.log.1")
-    log.touch()
-    first = Driver(follow(stack, log))
-    w = start_writer(stack, log)
-    first.count_at_least(300)
-    saved = checkpoint(first.follower)
-    first.follower.close()
+    first, w, saved = follow_then_stop(stack, log)
 
     os.rename(log, rotated)
     w.wait_written(w.next + 100)  # into the rotated file
