@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m logmond.demo
+	$(BIN)/python -m logmond.tools.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

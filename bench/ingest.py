@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from logmond.loggen import write_log
+from logmond.tools.loggen import write_log
 
 DATA = Path(__file__).resolve().parent / "data"
 LOGMOND = str(Path(sys.executable).parent / "logmond")

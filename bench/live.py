@@ -31,7 +31,7 @@ from bisect import bisect_left
 from pathlib import Path
 
 from ingest import LOGMOND, log_file, measure  # bench/ is on sys.path when run as a script
-from logmond.loggen import format_line, generate
+from logmond.tools.loggen import format_line, generate
 from shared.client import Client, ClientError
 
 TARGET_LAG_P99_MS, TARGET_CATCHUP_RATIO, TARGET_RSS_MIB = 250, 0.8, 80

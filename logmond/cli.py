@@ -10,8 +10,8 @@ from typing import NoReturn, Sequence
 from logmond import __version__
 from logmond import config as config_file
 from shared import paths
-from logmond.monitor import CoreConfig, InvalidSetting
-from logmond.parse import FORMATS
+from logmond.core.monitor import CoreConfig, InvalidSetting
+from logmond.core.parse import FORMATS
 
 EXIT_USAGE = 2
 DEFAULT_CONFIG = config_file.DEFAULT_PATH

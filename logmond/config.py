@@ -11,7 +11,7 @@ import tomllib
 from fractions import Fraction
 from typing import Any
 
-from logmond.monitor import CoreConfig, InvalidSetting
+from logmond.core.monitor import CoreConfig, InvalidSetting
 
 DEFAULT_PATH = "/etc/logmond/logmond.toml"
 

@@ -17,9 +17,10 @@ from typing import Any, Callable
 
 import psutil
 
-from logmond import checkpoint, snapshot
+from logmond import checkpoint
+from logmond.core import replies
 from logmond.clock import LiveClock
-from logmond.monitor import CoreConfig, Monitor
+from logmond.core.monitor import CoreConfig, Monitor
 from logmond.notify import Notifier
 from logmond.replay import Replayer
 from logmond.server import AlreadyRunning, Server
@@ -212,7 +213,7 @@ class Daemon:
                 self._schedule_read()
         self._checkpoint()
         self._process_figures = self._measure_process()
-        self.server.publish_snapshot(snapshot.push(self._status(), self.monitor))
+        self.server.publish_snapshot(replies.push(self._status(), self.monitor))
 
     async def _watchdog(self, interval: float) -> None:
         """Ping from the event loop itself: if the loop is stuck, the pings stop and systemd acts."""
@@ -295,17 +296,17 @@ class Daemon:
         if op == "status":
             return self._status()
         if op == "stats":
-            return snapshot.stats(self.monitor)
+            return replies.stats(self.monitor)
         if op == "alerts":
             since = args.get("since")
             if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
                 raise ApiError(BAD_REQUEST, "'since' must be an alert id (integer)")
-            return snapshot.alerts(self.monitor, since)
+            return replies.alerts(self.monitor, since)
         raise ApiError(UNKNOWN_OP, f"unknown op {op!r}: try status, stats, alerts, subscribe, ping")
 
     def _status(self) -> dict[str, Any]:
         assert self.source is not None and self.server is not None
-        return snapshot.status(self.monitor, pid=os.getpid(), started_at=self.started_at, now=time.time(),
+        return replies.status(self.monitor, pid=os.getpid(), started_at=self.started_at, now=time.time(),
                                file=self.source.status(), process=self._process_figures,
                                clients=self.server.clients)
 

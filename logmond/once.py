@@ -8,8 +8,8 @@ import sys
 from typing import BinaryIO, Callable
 
 from logmond.cli import UsageError
-from logmond.linebuffer import LineBuffer
-from logmond.monitor import CoreConfig, Monitor
+from logmond.core.linebuffer import LineBuffer
+from logmond.core.monitor import CoreConfig, Monitor
 from shared.schema import ALERT, RECOVER, SUMMARY, Event, alert_message, iso_utc
 
 # Bytes read per system call.

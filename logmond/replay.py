@@ -9,9 +9,9 @@ import os
 import time
 from collections import deque
 
-from logmond.batch import split_lines
-from logmond.linebuffer import LineBuffer
-from logmond.parse import CSV_HEADER, FORMATS, Record, decode_line, detect_format, parse_line
+from logmond.core.batch import split_lines
+from logmond.core.linebuffer import LineBuffer
+from logmond.core.parse import CSV_HEADER, FORMATS, Record, decode_line, detect_format, parse_line
 
 # Bytes read from the file at a time while looking ahead for due lines.
 READ_SIZE = 256 * 1024

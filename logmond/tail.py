@@ -23,8 +23,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import pyinotify
 
-from logmond.linebuffer import LineBuffer
-from logmond.parse import MAX_LINE
+from logmond.core.linebuffer import LineBuffer
+from logmond.core.parse import MAX_LINE
 
 # Bytes of a file's start hashed into its identity: ext4 hands a freed inode number to the next
 # new file at once, and the first KiB of an access log (timestamps, hosts) tells two files apart.

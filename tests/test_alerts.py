@@ -9,7 +9,7 @@ import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logmond.monitor import CoreConfig, Monitor
+from logmond.core.monitor import CoreConfig, Monitor
 from shared.schema import alert_message
 
 T0 = 1_549_573_800  # a multiple of 10 and of 60

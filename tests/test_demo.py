@@ -28,7 +28,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 def start_demo() -> tuple[subprocess.Popen, str, str]:
-    demo = subprocess.Popen([sys.executable, "-m", "logmond.demo", "--no-viewer"], stdout=subprocess.PIPE,
+    demo = subprocess.Popen([sys.executable, "-m", "logmond.tools.demo", "--no-viewer"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     first = demo.stdout.readline()
     match = re.match(r"demo running in (\S+): logmonctl --socket (\S+) status", first)

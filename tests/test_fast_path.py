@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logmond import batch
-from logmond.batch import Chunk, Counts, fast_chunk, slow_chunk
-from logmond.parse import CSV_HEADER, FORMATS, MAX_LINE
+from logmond.core import batch
+from logmond.core.batch import Chunk, Counts, fast_chunk, slow_chunk
+from logmond.core.parse import CSV_HEADER, FORMATS, MAX_LINE
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 BLOCK_FIELDS = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "methods", "hosts")

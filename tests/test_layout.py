@@ -6,8 +6,8 @@ from fractions import Fraction
 import pytest
 
 from conftest import T0, csv_line
-from logmond import snapshot
-from logmond.monitor import CoreConfig, Monitor
+from logmond.core import replies
+from logmond.core.monitor import CoreConfig, Monitor
 from logmonctl.layout import (CHART_MIN_ROWS, EIGHTHS, LABEL_WIDTH, MIN_HEIGHT, MIN_WIDTH, STYLES, THRESHOLD_GLYPH, View,
                               chart, layout)
 from logmonctl.screen import ASCII, COLORS, MONO
@@ -28,10 +28,10 @@ def traffic(threshold: int = 1, quiet_after: bool = False) -> dict:
              + csv_line(t, t, "/blog/z") for t in range(T0, T0 + 20)]
     m.feed(("".join(lines) + "garbage\n" + csv_line(T0, 1)).encode())
     m.advance(T0 + (60 if quiet_after else 22))
-    st = snapshot.status(m, pid=4242, started_at=1000.0, now=1065.0,
+    st = replies.status(m, pid=4242, started_at=1000.0, now=1065.0,
                          file={"path": PATH, "device": 1, "inode": 2, "offset": 3, "size": 3},
                          process={"rss_bytes": 25 * 2**20, "cpu_percent": 3.5, "open_fds": 9}, clients=2)
-    return snapshot.push(st, m)
+    return replies.push(st, m)
 
 
 def view(**kw) -> View:

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logmond.linebuffer import LineBuffer
-from logmond.monitor import MALFORMED_SAMPLES, CoreConfig, Monitor
-from logmond.parse import (CSV_HEADER, FORMATS, MAX_LINE, R_BINARY, R_BYTES, R_ENCODING, R_FIELDS,
+from logmond.core.linebuffer import LineBuffer
+from logmond.core.monitor import MALFORMED_SAMPLES, CoreConfig, Monitor
+from logmond.core.parse import (CSV_HEADER, FORMATS, MAX_LINE, R_BINARY, R_BYTES, R_ENCODING, R_FIELDS,
                            R_REQUEST, R_STATUS, R_TIMESTAMP, R_TOO_LONG, SAMPLE_CHARS, Record,
                            clf_time, decode_line, detect_format, parse_line, parse_request, section_of)
 

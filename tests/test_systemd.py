@@ -18,7 +18,7 @@ from typing import Callable
 import pytest
 
 from logmond import config
-from logmond.monitor import CoreConfig
+from logmond.core.monitor import CoreConfig
 from shared import paths
 from conftest import T0, Logmond, csv_line, wait_for
 

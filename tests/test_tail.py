@@ -28,7 +28,7 @@ import pyinotify
 import pytest
 
 from logmond import tail
-from logmond.parse import MAX_LINE
+from logmond.core.parse import MAX_LINE
 from logmond.tail import DRAIN_GRACE, FINGERPRINT_BYTES, Follower, Identity, Position
 
 # The owner's safety-check period; tests that must prove the inotify path alone never check().

@@ -5,8 +5,8 @@ several sections, hosts and a status mix, with a surge every five minutes that t
 over the threshold), logmond's socket and its state. Quitting the viewer stops the generator and
 the daemon and removes the directory; nothing is left running.
 
-    python -m logmond.demo                # the viewer (q quits)
-    python -m logmond.demo --no-viewer    # just the generator and logmond, until Ctrl-C
+    python -m logmond.tools.demo                # the viewer (q quits)
+    python -m logmond.tools.demo --no-viewer    # just the generator and logmond, until Ctrl-C
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def _wait_until_answering(socket: str, daemon: subprocess.Popen, log: Path) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = _Parser(prog="python -m logmond.demo", description="Live demo: generator + logmond + viewer.")
+    p = _Parser(prog="python -m logmond.tools.demo", description="Live demo: generator + logmond + viewer.")
     p.add_argument("--no-viewer", action="store_true", help="run generator and logmond until interrupted")
     p.add_argument("--format", choices=("csv", "clf", "combined"), default="combined", help="log format")
     args = p.parse_args(argv)
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log, socket, stderr = work / "access.log", str(work / "logmond.sock"), work / "logmond.stderr"
     children: list[subprocess.Popen] = []
     try:
-        children.append(_spawn([sys.executable, "-m", "logmond.loggen", "--live", "--format", args.format,
+        children.append(_spawn([sys.executable, "-m", "logmond.tools.loggen", "--live", "--format", args.format,
                                 "--rate", str(RATE), "--surge", SURGE, "--period", str(PERIOD),
                                 "--output", str(log)], stderr))
         daemon = _spawn([sys.executable, "-m", "logmond", "--file", str(log), "--socket", socket,

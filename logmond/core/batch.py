@@ -16,9 +16,9 @@ from itertools import accumulate, compress, count, groupby, islice, repeat
 from operator import floordiv, ge, gt, methodcaller, sub
 from typing import Callable, Hashable, Sequence
 
-from logmond.parse import (CSV_HEADER, MAX_LINE, R_ENCODING, R_TOO_LONG, SAMPLE_CHARS, Record,
+from logmond.core.parse import (CSV_HEADER, MAX_LINE, R_ENCODING, R_TOO_LONG, SAMPLE_CHARS, Record,
                            clf_time, decode_line, parse_line, parse_request, status_of)
-from logmond.window import Block
+from logmond.core.window import Block
 
 # Groups: host, time, request-and-status (`GET / HTTP/1.1",200`: request [:-5], status [-3:], one
 # group so that both are counted as one key), bytes. Field lengths are bounded so that any line

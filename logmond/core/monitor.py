@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from logmond.alerts import AlertRule
-from logmond.batch import Chunk, Counts, fast_chunk, slow_chunk, split_lines
-from logmond.parse import FORMATS, detect_format
-from logmond.window import Block, Rollup
+from logmond.core.alerts import AlertRule
+from logmond.core.batch import Chunk, Counts, fast_chunk, slow_chunk, split_lines
+from logmond.core.parse import FORMATS, detect_format
+from logmond.core.window import Block, Rollup
 from shared.schema import TOTALS, Event
 
 # Malformed lines kept for inspection (the newest ones).

@@ -5,7 +5,7 @@ distinct paths and hosts with skewed popularity, ids and query strings, a status
 little out of order, bursts of traffic. This module produces all of that from a seed alone, so a
 benchmark or a failing test can be reproduced exactly, using nothing but the standard library.
 
-    python -m logmond.loggen --format combined --lines 100000 --output access.log
+    python -m logmond.tools.loggen --format combined --lines 100000 --output access.log
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from os import PathLike
 from random import Random
 from typing import Callable, Iterator, NamedTuple, NoReturn, Sequence, TextIO
 
-from logmond.parse import CSV_HEADER, FORMATS
+from logmond.core.parse import CSV_HEADER, FORMATS
 
 EXIT_USAGE = 2
 # Hits formatted and written per write call by write_log.
@@ -304,7 +304,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m logmond.loggen", description="Write a deterministic, realistic access log.")
+    p = _Parser(prog="python -m logmond.tools.loggen", description="Write a deterministic, realistic access log.")
     p.add_argument("--format", choices=FORMATS, required=True, help="log format")
     p.add_argument("--lines", type=int, metavar="N", help="number of lines (csv: plus a header)")
     p.add_argument("--live", action="store_true",

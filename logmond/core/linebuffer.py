@@ -6,7 +6,7 @@ whole inside one read are left to the parser, which checks every line's length.
 """
 from __future__ import annotations
 
-from logmond.parse import MAX_LINE
+from logmond.core.parse import MAX_LINE
 
 
 class LineBuffer:

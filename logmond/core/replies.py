@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from logmond import __version__
-from logmond.monitor import Monitor
+from logmond.core.monitor import Monitor
 from shared.protocol import PROTOCOL
 
 # Alert events carried in each pushed snapshot (the full history is the `alerts` op).
