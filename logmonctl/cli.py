@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, Sequence
 
 from logmond import __version__
 from logmonctl import render
+from shared.cli import Parser, UsageError, quiet_broken_pipe
 from shared.client import Client, ClientError
 from shared.paths import socket_path
 from shared.protocol import EVENT_ALERT, ApiError
@@ -30,12 +30,6 @@ CALL_TIMEOUT = 5.0
 FOLLOW_SILENCE = 10.0
 
 Handler = Callable[[argparse.Namespace, str], int]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"logmonctl: {message} (see --help)", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
 
 
 def json_line(obj: dict[str, Any]) -> str:
@@ -121,7 +115,7 @@ def cmd_watch(args: argparse.Namespace, path: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="logmonctl", description="Query and watch a running logmond.",
+    p = Parser(prog="logmonctl", description="Query and watch a running logmond.",
                 epilog="exit status: 0 ok, 2 alert firing (status, check), 3 daemon unreachable, 64 bad usage")
     p.add_argument("--version", action="version", version=f"logmonctl {__version__}")
     p.add_argument("--socket", metavar="PATH", help="logmond's socket (default: as logmond resolves it, see README)")
@@ -150,21 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"logmonctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     path = socket_path(args.socket)
     try:
-        code: int = args.handler(args, path)
-        sys.stdout.flush()  # a closed pipe must surface here, not at interpreter exit
+        with quiet_broken_pipe():
+            return int(args.handler(args, path))
     except (ClientError, ApiError) as exc:
         print(f"logmonctl: {_reason(exc, path)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-    return code
+    return EXIT_OK  # the reader of stdout went away (`| head`): nothing more to say

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.schema import ALERT, alert_message, iso_utc
+from shared.units import count, duration, number, size
 
 Segment = tuple[str, str]  # (text, style name)
 Line = list[Segment]
@@ -142,7 +143,7 @@ def counts(view: View, st: dict[str, Any], width: int) -> Line:
             (f"malformed {count(st['malformed'])}", "warn" if st["malformed"] else "normal"),
             ("  ", "normal"),
             (f"late {count(st['late'])}", "warn" if st["late"] else "normal")]
-    right = [(f" │ rss {mib(proc['rss_bytes'])}  cpu {proc['cpu_percent']:.1f}% ", "normal")]
+    right = [(f" │ rss {size(proc['rss_bytes'])}  cpu {proc['cpu_percent']:.1f}% ", "normal")]
     return spread(left, right, width, "normal")
 
 
@@ -317,32 +318,3 @@ def shorten_left(text: str, width: int) -> str:
 
 def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(ts))
-
-
-def duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def count(n: int) -> str:
-    """Exact up to 99,999, then three digits: the counts line must fit 80 columns."""
-    if n < 100_000:
-        return f"{n:,}"
-    if n < 1_000_000:
-        return f"{n / 1e3:.0f}k"
-    return f"{n / 1e6:.1f}M" if n < 1_000_000_000 else f"{n / 1e9:.1f}G"
-
-
-def mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
-
-
-def number(x: float) -> str:
-    """A scale value without noise: 10, 2.5, 0.25."""
-    return f"{x:.2f}".rstrip("0").rstrip(".") if x < 10 else f"{x:.0f}"

@@ -5,41 +5,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.schema import iso_utc
+from shared.units import duration, number, size
 
 # Columns a label takes in the key/value blocks of `status` and `stats`.
 LABEL_WIDTH = 10
 # Indent of the tables under a summary heading.
 INDENT = "  "
-SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-
-
-def number(x: float) -> str:
-    """A threshold as the user typed it: 10 not 10.0, 0.5 not 0.50."""
-    return f"{x:g}"
-
-
-def size(n: float) -> str:
-    """Bytes for a human: 512 B, 34.2 KiB."""
-    for unit in SIZE_UNITS:
-        if n < 1024 or unit == SIZE_UNITS[-1]:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def duration(seconds: float) -> str:
-    """An age in its two largest units (2d03h, 1h02m, 4m05s, 7s): precise enough, short enough."""
-    s = max(int(seconds), 0)
-    days, rest = divmod(s, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 def percent(part: float, whole: float) -> str:

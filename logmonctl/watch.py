@@ -7,7 +7,6 @@ receive() folds pushes, on_key() folds keys, layout() draws; screen.py is the cu
 """
 from __future__ import annotations
 
-import argparse
 import os
 import select
 import signal
@@ -20,7 +19,9 @@ from types import FrameType
 from typing import Any, NamedTuple
 
 from logmonctl import screen
+from logmonctl.cli import EXIT_USAGE
 from logmonctl.layout import SORTS, TABLES, View, layout
+from shared.cli import Parser, UsageError
 from shared.client import Client, ClientError
 from shared import paths
 from shared.protocol import EVENT_ALERT, EVENT_SNAPSHOT, ApiError
@@ -237,9 +238,14 @@ def signals(wake_fd: int) -> Iterator[None]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m logmonctl.watch", description="The live view of logmond.")
+    parser = Parser(prog="python -m logmonctl.watch", description="The live view of logmond.")
     parser.add_argument("--socket", metavar="PATH", help="logmond's socket (default: see README)")
-    return run(paths.socket_path(parser.parse_args().socket))
+    try:
+        args = parser.parse_args()
+    except UsageError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run(paths.socket_path(args.socket))
 
 
 if __name__ == "__main__":

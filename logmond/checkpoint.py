@@ -13,6 +13,8 @@ from typing import Any
 
 import msgpack
 
+from logmond.core.errors import OperatorError
+
 NAME = "checkpoint.msgpack"
 FORMAT_VERSION = 1
 # A checkpoint larger than this is not ours (windows are bounded): refuse to load it.
@@ -71,3 +73,46 @@ def _set_aside(path: str, why: str) -> None:
         log.warning("checkpoint %s ignored, %s; kept as %s; starting fresh", path, why, aside)
     except OSError as exc:
         log.warning("checkpoint %s ignored, %s (could not move it aside: %s); starting fresh", path, why, exc.strerror)
+
+
+class Checkpoints:
+    """The checkpoint of one state dir, as the daemon keeps it."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+
+    def prepare(self) -> None:
+        """Create the state dir if needed; OperatorError if logmond cannot write there."""
+        try:
+            os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
+        except OSError as exc:
+            raise OperatorError(f"cannot create state dir {self.state_dir}: {exc.strerror}; "
+                                f"create it or pass --state-dir DIR") from None
+        if not os.access(self.state_dir, os.W_OK | os.X_OK):
+            raise OperatorError(f"state dir {self.state_dir} is not writable by uid {os.geteuid()}: "
+                                f"fix its owner or pass --state-dir DIR")
+
+    def load(self) -> dict[str, Any] | None:
+        return load(self.state_dir)
+
+    def save(self, state: dict[str, Any]) -> None:
+        save(self.state_dir, state)
+
+    def set_aside(self, why: str) -> None:
+        set_aside(self.state_dir, why)
+
+
+class NoCheckpoints:
+    """For --replay: a replay always starts from the top, so nothing is kept."""
+
+    def prepare(self) -> None:
+        """Nothing to prepare."""
+
+    def load(self) -> dict[str, Any] | None:
+        return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Nothing is kept."""
+
+    def set_aside(self, why: str) -> None:
+        """Nothing was loaded."""

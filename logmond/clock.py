@@ -6,6 +6,10 @@ time, so it sets a large offset that the first live line then corrects.
 """
 from __future__ import annotations
 
+# Seconds ahead of this machine's clock that a live line's time may be: a server on this host (or
+# one whose clock is roughly right) never logs further ahead, so a line that does is corrupt.
+FUTURE_TOLERANCE = 300
+
 
 class LiveClock:
     def __init__(self) -> None:
@@ -18,3 +22,7 @@ class LiveClock:
     def now(self, wall: float) -> int | None:
         """The log second it is at `wall`, or None before any line."""
         return None if self._offset is None else int(wall - self._offset)
+
+    def horizon(self, wall: float) -> int | None:
+        """A line dated after this is corrupt: the log cannot be from the future."""
+        return int(wall) + FUTURE_TOLERANCE

@@ -1,7 +1,8 @@
-"""The long-running logmond: wires the follower, the monitor, the socket server and systemd.
+"""The long-running logmond: wires a source, a clock, the monitor, the socket server and systemd.
 
-Everything here is shell. The event loop wakes on inotify (new data), on clients, and once a
-second for the live clock, the checkpoint, the pushed snapshot and the watchdog.
+Everything here is shell. The event loop wakes on the source (new data), on clients, and once a
+second for the live clock, the checkpoint, the pushed snapshot and the watchdog. Whether the
+lines come from the follower or from a replay is decided once, in `serve()`.
 """
 from __future__ import annotations
 
@@ -12,34 +13,33 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, replace
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
 
 import psutil
 
-from logmond import checkpoint
-from logmond.core import replies
+from logmond.checkpoint import Checkpoints, NoCheckpoints
 from logmond.clock import LiveClock
-from logmond.core.monitor import CoreConfig, Monitor
+from logmond.core import replies
+from logmond.core.errors import OperatorError
+from logmond.core.monitor import Monitor
+from logmond.core.settings import CoreConfig
 from logmond.notify import Notifier
 from logmond.replay import Replayer
 from logmond.server import AlreadyRunning, Server
+from logmond.source import Clock, Source
 from logmond.tail import Follower, Position
 from shared.protocol import ApiError, UNKNOWN_OP, BAD_REQUEST
 from shared.schema import ALERT, RECOVER, Event, alert_message
 
 # Seconds between ticks: live clock, checkpoint, snapshot push.
 TICK = 1.0
-# Seconds between the follower's safety checks (lost events, network filesystems).
+# Seconds between the source's safety checks (lost events, network filesystems).
 SAFETY_CHECK = 2.0
 # Bytes ingested before giving the event loop back to clients during a backlog.
 INGEST_SLICE = 4 * 1024 * 1024
 
 log = logging.getLogger("logmond")
-
-
-# Seconds between releases of due lines in --replay.
-REPLAY_STEP = 0.1
 
 
 @dataclass(frozen=True)
@@ -52,18 +52,30 @@ class Settings:
     replay_speed: float | None = None
 
 
-class StartupError(Exception):
-    """A problem the operator must fix before logmond can start: one line, exit 2."""
+class Store(Protocol):
+    """Where the checkpoint lives (checkpoint.Checkpoints), or nowhere (NoCheckpoints)."""
+
+    def prepare(self) -> None: ...
+    def load(self) -> dict[str, Any] | None: ...
+    def save(self, state: dict[str, Any]) -> None: ...
+    def set_aside(self, why: str) -> None: ...
+
+
+# (the monitor, positions to resume, read a new file from its start?) -> the source and its clock.
+Opener = Callable[[Monitor, Sequence[Position], bool], tuple[Source, Clock]]
 
 
 class Daemon:
-    def __init__(self, settings: Settings, core: CoreConfig, reload: Callable[[], CoreConfig] | None = None) -> None:
+    def __init__(self, settings: Settings, core: CoreConfig, open_source: Opener, store: Store,
+                 reload: Callable[[], CoreConfig] | None = None) -> None:
         self.settings = settings
         self.core = core
+        self._open_source = open_source
+        self.store = store
         self._reload = reload
         self.monitor = Monitor(core)
-        self.clock: LiveClock | Replayer = LiveClock()
-        self.source: Follower | Replayer | None = None
+        self.source: Source | None = None
+        self.clock: Clock | None = None
         self.notifier = Notifier()
         self.process = psutil.Process()
         self._process_figures = self._measure_process()
@@ -71,34 +83,19 @@ class Daemon:
         self.server: Server | None = None
         self._stop: asyncio.Event | None = None
         self._pending_read = False
+        # Set once shutdown begins: no read may be scheduled after the source is closed.
+        self._stopping = False
         self._last_check = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Check the state dir, restore the checkpoint and open the log (StartupError if not)."""
-        if self.settings.replay_speed is not None:
-            try:
-                self.source = self.clock = Replayer(self.settings.file, self.core.format,
-                                                    self.settings.replay_speed, time.time())
-            except OSError as exc:
-                raise StartupError(f"cannot replay {self.settings.file}: {exc.strerror}") from None
-            return
-        _writable_dir(self.settings.state_dir, "state dir", "--state-dir DIR")
+        """Check the state dir, restore the checkpoint and open the log (OperatorError if not)."""
+        self.store.prepare()
         resume = self._restore()
         # A checkpoint that followed no file (the log was absent) means whatever is there now is
         # new since: read it from its start.
         from_start = self.settings.from_start or resume == []
-        try:
-            self.source = Follower(self.settings.file, resume=resume or (), from_start=from_start)
-        except (FileNotFoundError, NotADirectoryError):
-            raise StartupError(f"the directory of {self.settings.file} does not exist: "
-                               f"create it or fix --file") from None
-        except PermissionError:
-            raise StartupError(f"cannot read the directory of {self.settings.file}: give logmond's user "
-                               f"read access (e.g. add it to the log's group)") from None
-        except OSError as exc:
-            raise StartupError(f"cannot watch {self.settings.file}: {exc.strerror or exc} "
-                               f"(inotify limits: see fs.inotify.max_user_watches)") from None
+        self.source, self.clock = self._open_source(self.monitor, resume or (), from_start)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -109,12 +106,11 @@ class Daemon:
         try:
             await self.server.start()
         except AlreadyRunning as exc:
-            raise StartupError(str(exc)) from None
+            raise OperatorError(str(exc)) from None
         except OSError as exc:
-            raise StartupError(f"cannot create socket {self.settings.socket}: {exc.strerror or exc}; "
-                               f"choose another with --socket PATH") from None
-        if source.fileno() is not None:
-            loop.add_reader(source.fileno(), self._schedule_read)
+            raise OperatorError(f"cannot create socket {self.settings.socket}: {exc.strerror or exc}; "
+                                f"choose another with --socket PATH") from None
+        self._watch(source)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
@@ -128,26 +124,53 @@ class Daemon:
         tasks = [asyncio.create_task(self._tick())]
         if self.notifier.watchdog_interval:
             tasks.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_interval)))
-        if source.fileno() is None:
-            tasks.append(asyncio.create_task(self._pace()))
         try:
             await self._stop.wait()
         finally:
-            self.notifier.send("STOPPING=1")
-            for task in tasks:
-                task.cancel()
-            if self.source.fileno() is not None:
-                loop.remove_reader(self.source.fileno())
-            # The batch in hand is done (one thread); what is still unread waits for next start.
-            self._checkpoint()
-            await self.server.close()
-            self.source.close()
+            await self._shut_down(tasks)
         log.info("stopped")
         return 0
 
+    async def _shut_down(self, tasks: list[asyncio.Task[None]]) -> None:
+        """The batch in hand is done (one thread); what is still unread waits for the next start.
+        Each step runs even if one before it failed, so the socket is always removed."""
+        assert self.source is not None and self.server is not None
+        self._stopping = True
+        self.notifier.send("STOPPING=1")
+        for task in tasks:
+            task.cancel()
+        self._unwatch(self.source)
+        try:
+            self._checkpoint()
+        finally:
+            try:
+                await self.server.close()
+            finally:
+                self.source.close()
+
+    def _watch(self, source: Source) -> None:
+        """Wake on the source's descriptor, or read it on a timer if it has none."""
+        fd = source.fileno()
+        if fd is not None:
+            asyncio.get_running_loop().add_reader(fd, self._schedule_read)
+        if source.poll_interval is not None:
+            self._poll = asyncio.create_task(self._read_every(source.poll_interval))
+
+    def _unwatch(self, source: Source) -> None:
+        fd = source.fileno()
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+        if source.poll_interval is not None:
+            self._poll.cancel()
+
+    async def _read_every(self, interval: float) -> None:
+        while True:
+            self._schedule_read()
+            await asyncio.sleep(interval)
+
     # -- ingestion -------------------------------------------------------------------------
     def _schedule_read(self) -> None:
-        if not self._pending_read:
+        if not self._pending_read and not self._stopping:
             self._pending_read = True
             asyncio.get_running_loop().call_soon(self._read)
 
@@ -155,6 +178,8 @@ class Daemon:
         """Take one slice of what the source has; come back for more after the loop's other work,
         so that a backlog never keeps clients waiting."""
         self._pending_read = False
+        if self._stopping:
+            return
         assert self.source is not None
         self._ingest(self.source.read(INGEST_SLICE))
         if self.source.has_more():
@@ -167,15 +192,10 @@ class Daemon:
         while self.source.has_more():
             self._ingest(self.source.read(INGEST_SLICE))
 
-    async def _pace(self) -> None:
-        """--replay: release due lines often enough that the replay looks live."""
-        while True:
-            self._schedule_read()
-            await asyncio.sleep(REPLAY_STEP)
-
     def _ingest(self, data: bytes) -> None:
         if not data:
             return
+        assert self.clock is not None
         before = self.monitor.clock
         for event in self.monitor.feed(data):
             self._emit(event)
@@ -186,7 +206,7 @@ class Daemon:
         if event["type"] in (ALERT, RECOVER):
             log.warning("%s", alert_message(event))
             assert self.server is not None
-            self.server.publish_alert({**event, "id": self.monitor.alert.last_id})
+            self.server.publish_alert(event)
 
     # -- the once-a-second work ------------------------------------------------------------
     async def _tick(self) -> None:
@@ -200,7 +220,7 @@ class Daemon:
 
     def _second(self) -> None:
         """Live clock, safety check, checkpoint, snapshot."""
-        assert self.source is not None and self.server is not None
+        assert self.source is not None and self.server is not None and self.clock is not None
         now = self.clock.now(time.time())
         if now is not None:
             for event in self.monitor.advance(now):
@@ -222,21 +242,22 @@ class Daemon:
             await asyncio.sleep(interval)
 
     def _checkpoint(self) -> None:
+        """Save positions and counts together; a failure is logged, never fatal (next second retries)."""
         assert self.source is not None
-        if self.settings.replay_speed is not None:
-            return
         try:
-            checkpoint.save(self.settings.state_dir, {
+            self.store.save({
                 "core": _core_key(self.core),
                 "positions": [p.to_state() for p in self.source.positions()],
                 "monitor": self.monitor.to_state(),
             })
         except OSError as exc:
             log.error("cannot write checkpoint in %s: %s", self.settings.state_dir, exc.strerror or exc)
+        except (ValueError, TypeError, OverflowError) as exc:
+            log.error("cannot encode the checkpoint: %s", exc)
 
     def _restore(self) -> list[Position] | None:
         """Positions to resume from (None: no usable checkpoint), loading the monitor's state."""
-        state = checkpoint.load(self.settings.state_dir)
+        state = self.store.load()
         if state is None:
             return None
         try:
@@ -246,7 +267,7 @@ class Daemon:
             else:
                 log.warning("monitoring settings changed since the checkpoint: windows and totals start afresh")
         except (KeyError, TypeError, ValueError, AttributeError):
-            checkpoint.set_aside(self.settings.state_dir, "its contents do not fit")
+            self.store.set_aside("its contents do not fit")
             self.monitor = Monitor(self.core)
             return None
         return positions
@@ -256,37 +277,31 @@ class Daemon:
         if self._reload is not None:
             try:
                 new = self._reload()
-            except ValueError as exc:
+            except OperatorError as exc:
                 log.error("reload failed, keeping the running configuration: %s", exc)
             else:
                 self._apply(new)
-        if self.settings.replay_speed is not None:
-            return
-        assert isinstance(self.source, Follower)
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(self.source.fileno())
+        assert self.source is not None
+        self._unwatch(self.source)
         self._drain()
-        positions = self.source.positions()
         try:
-            reopened = Follower(self.settings.file, resume=positions, from_start=not positions)
+            reopened = self.source.reopen()
         except OSError as exc:
             log.error("cannot reopen %s (%s): still following the open file", self.settings.file,
                       exc.strerror or exc)
             reopened = self.source
-        else:
+        if reopened is not self.source:
             self.source.close()
             self.source = reopened
             log.info("reopened %s", self.settings.file)
-        loop.add_reader(reopened.fileno(), self._schedule_read)
+        self._watch(self.source)
         self._schedule_read()
 
     def _apply(self, new: CoreConfig) -> None:
-        hot = replace(self.core, threshold=new.threshold, hysteresis=new.hysteresis)
-        if hot != new:
-            log.warning("window, interval, timeframe, lateness and format changes need a restart")
-        self.core = hot
-        self.monitor.config = hot
-        self.monitor.alert.retune(hot.threshold, hot.hysteresis)
+        needs_restart = self.monitor.reconfigure(new)
+        self.core = self.monitor.config
+        if needs_restart:
+            log.warning("%s: changes need a restart", ", ".join(needs_restart))
 
     # -- the socket API --------------------------------------------------------------------
     def _hello_info(self) -> dict[str, Any]:
@@ -323,23 +338,44 @@ def _core_key(core: CoreConfig) -> list[Any]:
     return [core.format, core.window, core.lateness, core.summary_interval, core.timeframe]
 
 
-def _writable_dir(path: str, what: str, flag: str) -> None:
-    try:
-        os.makedirs(path, mode=0o750, exist_ok=True)
-    except OSError as exc:
-        raise StartupError(f"cannot create {what} {path}: {exc.strerror}; create it or pass {flag}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise StartupError(f"{what} {path} is not writable by uid {os.geteuid()}: fix its owner or pass {flag}")
+def _follow(path: str) -> Opener:
+    """The live wiring: the follower, paced by inotify, and the live clock."""
+    def open_source(monitor: Monitor, resume: Sequence[Position], from_start: bool) -> tuple[Source, Clock]:
+        try:
+            return Follower(path, resume=resume, from_start=from_start), LiveClock()
+        except (FileNotFoundError, NotADirectoryError):
+            raise OperatorError(f"the directory of {path} does not exist: create it or fix --file") from None
+        except PermissionError:
+            raise OperatorError(f"cannot read the directory of {path}: give logmond's user "
+                                f"read access (e.g. add it to the log's group)") from None
+        except OSError as exc:
+            raise OperatorError(f"cannot watch {path}: {exc.strerror or exc} "
+                                f"(inotify limits: see fs.inotify.max_user_watches)") from None
+    return open_source
+
+
+def _replay(path: str, speed: float) -> Opener:
+    """--replay: the file paced by its own timestamps, its own clock."""
+    def open_source(monitor: Monitor, resume: Sequence[Position], from_start: bool) -> tuple[Source, Clock]:
+        try:
+            replayer = Replayer(path, speed, time.time(), monitor.decide_format)
+        except OSError as exc:
+            raise OperatorError(f"cannot replay {path}: {exc.strerror}") from None
+        return replayer, replayer
+    return open_source
 
 
 def serve(settings: Settings, core: CoreConfig, reload: Callable[[], CoreConfig] | None = None) -> int:
     """Run logmond in the foreground until SIGTERM/SIGINT; 2 on a startup problem."""
     logging.basicConfig(level=logging.INFO, format="logmond: %(levelname)s %(message)s")
     logging.getLogger("pyinotify").handlers.clear()
-    daemon = Daemon(settings, core, reload)
+    if settings.replay_speed is None:
+        daemon = Daemon(settings, core, _follow(settings.file), Checkpoints(settings.state_dir), reload)
+    else:
+        daemon = Daemon(settings, core, _replay(settings.file, settings.replay_speed), NoCheckpoints(), reload)
     try:
         daemon.prepare()
         return asyncio.run(daemon.run())
-    except StartupError as exc:
+    except OperatorError as exc:
         print(f"logmond: {exc}", file=sys.stderr)
         return 2

@@ -3,32 +3,27 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import sys
 from typing import BinaryIO, Callable
 
-from logmond.cli import UsageError
+from logmond.core.errors import OperatorError
 from logmond.core.linebuffer import LineBuffer
-from logmond.core.monitor import CoreConfig, Monitor
+from logmond.core.monitor import Monitor
+from logmond.core.settings import CoreConfig
 from shared.schema import ALERT, RECOVER, SUMMARY, Event, alert_message, iso_utc
+from shared.units import size
 
 # Bytes read per system call.
 READ_SIZE = 1024 * 1024
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
 
 
 def format_summary(s: Event) -> str:
     """A summary as at most four lines of at most 80 columns."""
     status = "  ".join(f"{k} {v}" for k, v in s["status"].items()) or "-"
     head = (f"{iso_utc(s['start'])} +{s['end'] - s['start']}s  {s['hits']} hits ({s['rate']:.2f}/s)  "
-            f"hosts {s['hosts']}  {human_size(s['bytes'])}")
+            f"hosts {s['hosts']}  {size(s['bytes'])}")
     lines = [head[:80], f"  status  {status}"[:80]]
     if s["sections"]:
         parts = []
@@ -61,7 +56,7 @@ def _open(path: str) -> BinaryIO:
     try:
         return open(path, "rb")
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        raise OperatorError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def run_once(path: str, config: CoreConfig, as_json: bool) -> int:
@@ -73,29 +68,24 @@ def run_once(path: str, config: CoreConfig, as_json: bool) -> int:
     write = _writer(as_json)
     lines = LineBuffer()
     said_format = False
-    try:
-        with stream:
-            while True:
-                try:
-                    data = stream.read(READ_SIZE)
-                except OSError as exc:
-                    raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-                events = monitor.feed(lines.feed(data)) if data else monitor.feed(lines.flush()) + monitor.finish()
-                if not as_json and not said_format and monitor.format and config.format == "auto":
-                    print(f"logmond: format {monitor.format} (auto-detected)", file=sys.stderr)
-                    said_format = True
-                for event in events:
-                    write(event)
-                if not data:
-                    break
-        totals = monitor.totals()
-        if as_json:
-            write(totals)
-        else:
-            print(f"{totals['lines']} lines: {totals['parsed']} parsed, {totals['malformed']} malformed, "
-                  f"{totals['late']} late", file=sys.stderr)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    with stream:
+        while True:
+            try:
+                data = stream.read(READ_SIZE)
+            except OSError as exc:
+                raise OperatorError(f"cannot read {path}: {exc.strerror}") from None
+            events = monitor.feed(lines.feed(data)) if data else monitor.feed(lines.flush()) + monitor.finish()
+            if not as_json and not said_format and monitor.format and config.format == "auto":
+                print(f"logmond: format {monitor.format} (auto-detected)", file=sys.stderr)
+                said_format = True
+            for event in events:
+                write(event)
+            if not data:
+                break
+    totals = monitor.totals()
+    if as_json:
+        write(totals)
+    else:
+        print(f"{totals['lines']} lines: {totals['parsed']} parsed, {totals['malformed']} malformed, "
+              f"{totals['late']} late", file=sys.stderr)
     return 0

@@ -8,25 +8,35 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from typing import Any, Callable
 
-from logmond.core.batch import split_lines
 from logmond.core.linebuffer import LineBuffer
-from logmond.core.parse import CSV_HEADER, FORMATS, Record, decode_line, detect_format, parse_line
+from logmond.core.parse import CSV_HEADER, Record, decode_line, parse_line
+from logmond.tail import Position
 
 # Bytes read from the file at a time while looking ahead for due lines.
 READ_SIZE = 256 * 1024
+# Seconds between releases of due lines: often enough that the replay looks live.
+REPLAY_STEP = 0.1
 
 
 class Replayer:
-    """A line source for the daemon, like the follower, and the log clock of the replay."""
+    """A `source.Source` for the daemon, like the follower, and the `source.Clock` of the replay.
 
-    def __init__(self, path: str, fmt: str, speed: float, wall0: float) -> None:
+    `decide_format(sample)` is the monitor's: the replayer must read each line's time before the
+    monitor sees the line, in the format the monitor settles on.
+    """
+
+    poll_interval = REPLAY_STEP
+
+    def __init__(self, path: str, speed: float, wall0: float, decide_format: Callable[[bytes], str]) -> None:
         self.path = path
         self.speed = speed
         self.wall0 = wall0
         self._file = open(path, "rb")
         self._lines = LineBuffer()
-        self._format = None if fmt == "auto" else fmt
+        self._decide_format = decide_format
+        self._format: str | None = None
         self._queue: deque[tuple[int | None, bytes]] = deque()
         self._first: int | None = None
         self._released: int | None = None
@@ -48,13 +58,21 @@ class Replayer:
     def observe(self, log_second: int, wall: float) -> None:
         """The replay's clock is its own pacing: what the lines say changes nothing."""
 
-    def fileno(self) -> None:
-        """No file descriptor to wait on: the owner calls read() on a timer."""
+    def horizon(self, wall: float) -> int | None:
+        """An old log replayed: its lines carry no relation to this machine's clock."""
         return None
 
-    def positions(self) -> list:
+    def fileno(self) -> None:
+        """No file descriptor to wait on: the owner calls read() every poll_interval."""
+        return None
+
+    def positions(self) -> list[Position]:
         """A replay always starts from the top: nothing to checkpoint."""
         return []
+
+    def reopen(self) -> Replayer:
+        """Nothing to reopen: the replayed file is read once, start to end."""
+        return self
 
     def read(self, limit: int | None = None) -> bytes:
         return self.due(time.time(), limit)
@@ -94,16 +112,17 @@ class Replayer:
             self._eof = True
             self._file.close()
         if self._format is None and lines:
-            self._format = detect_format(split_lines(lines)[:50]) or "csv"
-        for raw in lines.splitlines(keepends=True):
-            self._queue.append((self._time_of(raw), raw))
+            self._format = self._decide_format(lines)
+        # Lines end at b"\n" only: a bare CR inside a quoted field is part of its line.
+        cut = lines.split(b"\n")[:-1]
+        self._queue.extend((self._time_of(raw), raw + b"\n") for raw in cut)
         return bool(self._queue)
 
     def _time_of(self, raw: bytes) -> int | None:
-        line = decode_line(raw.rstrip(b"\n"))
+        line = decode_line(raw)
         if line is None or line == CSV_HEADER:
             return None
-        assert self._format in FORMATS
+        assert self._format is not None
         rec = parse_line(line, self._format)
         if not isinstance(rec, Record):
             return None
@@ -111,7 +130,7 @@ class Replayer:
             self._first = rec.ts
         return rec.ts
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         st = os.stat(self.path)
         return {"path": self.path, "device": st.st_dev, "inode": st.st_ino, "offset": self.offset, "size": st.st_size}
 

@@ -237,7 +237,12 @@ class _Events(pyinotify.ProcessEvent):
 
 
 class Follower:
-    """Follow the log at `path`: complete lines out, exactly once with a checkpoint of positions()."""
+    """Follow the log at `path`: complete lines out, exactly once with a checkpoint of positions().
+
+    A `source.Source`: its descriptor wakes the owner, so it needs no timed reads.
+    """
+
+    poll_interval = None
 
     def __init__(self, path: str, *, resume: Sequence[Position] = (), from_start: bool = False) -> None:
         self._path = os.path.abspath(path)
@@ -316,6 +321,12 @@ class Follower:
             size = None
         return {"path": self._path, "device": f.identity.device, "inode": f.identity.inode,
                 "offset": f.offset, "size": size}
+
+    def reopen(self) -> Follower:
+        """The path opened afresh (SIGHUP), resuming every file where this follower stands; call
+        after reading everything. OSError if it cannot, and this follower stays usable."""
+        positions = self.positions()
+        return Follower(self._path, resume=positions, from_start=not positions)
 
     def close(self) -> None:
         if self._closed:

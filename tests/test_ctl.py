@@ -20,6 +20,7 @@ from logmonctl import cli, render
 from shared.client import Client
 from shared.protocol import ApiError
 from shared.schema import alert_message
+from shared import units
 
 # ---------------------------------------------------------------------------------------------
 # render: hand-made replies
@@ -50,10 +51,10 @@ def squeeze(text: str) -> list[str]:
 
 
 def test_number_size_duration():
-    assert [render.number(x) for x in (10.0, 0.5, 12.25)] == ["10", "0.5", "12.25"]
-    assert [render.size(n) for n in (0, 1023, 1024, 35_756_032, 5 * 1024**5)] == \
+    assert [units.number(x) for x in (10.0, 0.5, 12.25)] == ["10", "0.5", "12.25"]
+    assert [units.size(n) for n in (0, 1023, 1024, 35_756_032, 5 * 1024**5)] == \
         ["0 B", "1023 B", "1.0 KiB", "34.1 MiB", "5120.0 TiB"]
-    assert [render.duration(s) for s in (-1, 7, 245, 3725.5, 2 * 86400 + 3 * 3600 + 59)] == \
+    assert [units.duration(s) for s in (-1, 7, 245, 3725.5, 2 * 86400 + 3 * 3600 + 59)] == \
         ["0s", "7s", "4m05s", "1h02m", "2d03h"]
     assert render.percent(1, 3) == "33.3%" and render.percent(0, 0) == "-"
 

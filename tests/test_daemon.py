@@ -5,7 +5,11 @@ import os
 import signal
 import time
 
+import msgpack
+
 from conftest import Writer, csv_line, wait_for
+from shared.client import Client
+from shared.protocol import EVENT_ALERT
 
 
 def test_appended_lines_show_up_at_once_and_partial_lines_wait(logmond, short_tmp):
@@ -38,19 +42,28 @@ def test_kill_9_restart_counts_every_line_once_and_keeps_the_alert(logmond, shor
     firing = wait_for(lambda: (s := d.status())["alert"]["active"] and s, timeout=20, what="the alert to fire")
     since = firing["alert"]["since"]
     wait_for(lambda: d.status()["lines"] > 6000, timeout=20, what="heavy writing")
-    # Give the once-a-second checkpoint a chance to hold the alert, then die without warning.
-    time.sleep(1.2)
+    # Once the checkpoint holds the alert, die without warning.
+    wait_for(lambda: (saved_alert(d) or {}).get("firing"), timeout=10, what="a checkpoint with the alert firing")
     assert d.stop(signal.SIGKILL) == -signal.SIGKILL
     assert os.path.exists(d.socket), "a killed daemon leaves its socket behind"
-    time.sleep(0.5)
     d.start()
     st = d.status()
     assert st["alert"]["active"] and st["alert"]["since"] == since
-    time.sleep(1.0)
+    # The writer went on meanwhile: see the restarted daemon take new lines before stopping it.
+    wait_for(lambda: d.status()["lines"] > st["lines"], timeout=10, what="lines counted after the restart")
     written = writer.stop()
     st = d.wait_lines(written, timeout=30)
     assert (st["lines"], st["parsed"], st["malformed"], st["late"]) == (written, written, 0, 0)
     assert d.call("alerts")["events"][0]["at"] == since
+
+
+def saved_alert(d) -> dict | None:
+    """The alert state in the daemon's checkpoint on disk (written atomically), or None."""
+    try:
+        state = msgpack.unpackb((d.state / "checkpoint.msgpack").read_bytes(), raw=False)
+    except FileNotFoundError:
+        return None
+    return state["monitor"]["alert"]
 
 
 def test_alert_fires_on_a_burst_and_recovers_by_itself_when_traffic_stops(logmond, short_tmp):
@@ -93,3 +106,37 @@ def test_sigterm_checkpoints_removes_the_socket_and_exits_0(logmond, short_tmp):
     with open(log, "a") as f:
         f.write("".join(csv_line(int(time.time()), i) for i in range(5)))
     assert d.start().wait_lines(15)["lines"] == 15
+
+
+def test_an_alert_and_its_recovery_in_one_read_are_pushed_with_their_own_ids(logmond, short_tmp):
+    log = short_tmp / "access.log"
+    log.write_text("")
+    d = logmond("--alert-window", "2", "--threshold", "1", "--lateness", "0").start()
+    t = int(time.time()) - 60
+    with Client(d.socket, timeout=10) as watcher:
+        pushes = watcher.subscribe(timeout=10)
+        # One append, so one feed: a burst at t fires, the quiet seconds up to t+10 recover.
+        with open(log, "a") as f:
+            f.write("".join(csv_line(t, i) for i in range(10)) + csv_line(t + 10, 10))
+        alerts = []
+        while len(alerts) < 2:
+            push = next(pushes)
+            if push["event"] == EVENT_ALERT:
+                alerts.append(push)
+    assert [(a["type"], a["id"]) for a in alerts] == [("alert", 1), ("recover", 2)]
+    assert [(e["type"], e["id"]) for e in d.call("alerts")["events"]] == [("alert", 1), ("recover", 2)]
+
+
+def test_sigterm_right_after_a_status_call_and_a_new_file_is_clean(logmond, short_tmp):
+    """Shutdown closes the follower only after the last read that can be scheduled."""
+    log = short_tmp / "access.log"
+    log.write_text(csv_line(int(time.time()), 0))
+    for attempt in range(8):
+        d = logmond("--from-start")
+        d.start()
+        d.status()
+        (short_tmp / f"other-{attempt}.log").write_text("x\n")
+        with open(log, "a") as f:
+            f.write(csv_line(int(time.time()), attempt))
+        assert d.stop() == 0, d.stderr()
+    assert "Traceback" not in d.stderr() and "closed Follower" not in d.stderr()

@@ -18,7 +18,8 @@ from typing import Callable
 import pytest
 
 from logmond import config
-from logmond.core.monitor import CoreConfig
+from logmond.core import settings
+from logmond.core.settings import CoreConfig
 from shared import paths
 from conftest import T0, Logmond, csv_line, wait_for
 
@@ -162,16 +163,16 @@ def test_example_config_documents_every_key_with_its_default(tmp_path: Path) -> 
     text = EXAMPLE.read_text()
     uncommented = re.sub(r"^# (\w+ = )", r"\1", text, flags=re.M)
     table = tomllib.loads(uncommented)
-    assert set(table) == set(config.KEYS)
+    assert set(table) == set(settings.TOML_KEYS)
     path = tmp_path / "logmond.toml"
     path.write_text(uncommented)
-    daemon, core = config.load(str(path))
-    assert CoreConfig(**core) == CoreConfig()
-    assert daemon["socket"] == paths.socket_path(env={}, uid=0)
-    assert daemon["state_dir"] == paths.state_dir(env={}, uid=0)
-    assert daemon["from_start"] is False
+    values = config.load(str(path))[1]
+    assert settings.core_config(values) == CoreConfig()
+    assert values["socket"] == paths.socket_path(env={}, uid=0)
+    assert values["state_dir"] == paths.state_dir(env={}, uid=0)
+    assert values["from_start"] is False
     # As shipped, only `file` is set, and the file is valid.
-    assert config.load(str(EXAMPLE))[0] == {"file": table["file"]}
+    assert config.load(str(EXAMPLE))[1] == {"file": table["file"]}
 
 
 # -- logmond and $NOTIFY_SOCKET ----------------------------------------------------------------

@@ -8,7 +8,8 @@ import pytest
 
 from logmond import checkpoint
 from logmond.clock import LiveClock
-from logmond.config import ConfigError, load
+from logmond.config import load
+from logmond.core.errors import OperatorError
 from logmond.notify import Notifier
 from shared.paths import socket_path, state_dir
 
@@ -58,14 +59,13 @@ def test_notifier_reads_systemd_environment():
 def test_config_file(tmp_path: Path):
     cfg = tmp_path / "logmond.toml"
     cfg.write_text('file = "/var/log/x.log"\nthreshold = 0.1\nalert_window = 60\nfrom_start = true\n')
-    daemon, core = load(str(cfg))
-    assert daemon == {"file": "/var/log/x.log", "from_start": True}
-    assert core == {"threshold": Fraction(1, 10), "window": 60}
+    assert load(str(cfg)) == (str(cfg), {"file": "/var/log/x.log", "from_start": True,
+                                         "threshold": Fraction(1, 10), "alert_window": 60})
     for text, words in (("bogus = 1", "unknown key 'bogus'"), ("alert_window = '60'", "'alert_window' must be"),
                         ("alert_window = 0", "'alert_window' must be from 1 to 86400"), ("from_start = 1", "'from_start'"),
                         ("threshold = -1", "'threshold' must be >= 0"), ("[x", "not valid TOML")):
         cfg.write_text(text + "\n")
-        with pytest.raises(ConfigError, match=words):
+        with pytest.raises(OperatorError, match=words):
             load(str(cfg))
-    with pytest.raises(ConfigError, match="cannot read config"):
+    with pytest.raises(OperatorError, match="cannot read config"):
         load(str(tmp_path / "missing.toml"))

@@ -43,10 +43,11 @@ class AlertRule:
         return None
 
     def _event(self, kind: str, t: int, hits: int) -> Event:
+        """The event, carrying its own id: one feed can yield an alert and its recovery."""
         self.last_id += 1
-        event = {"type": kind, "at": t, "hits": hits, "rate": hits / self.window,
+        event = {"id": self.last_id, "type": kind, "at": t, "hits": hits, "rate": hits / self.window,
                  "threshold": float(self.threshold), "window": self.window}
-        self.history.append({"id": self.last_id, **event})
+        self.history.append(event)
         return event
 
     def to_state(self) -> dict[str, Any]:

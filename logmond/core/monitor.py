@@ -8,13 +8,12 @@ those of the offline rule for any input whose lines are at most `lateness` secon
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from logmond.core.alerts import AlertRule
 from logmond.core.batch import Chunk, Counts, fast_chunk, slow_chunk, split_lines
-from logmond.core.parse import FORMATS, detect_format
+from logmond.core.parse import detect_format
+from logmond.core.settings import RELOADABLE, CoreConfig, core_config, core_values
 from logmond.core.window import Block, Rollup
 from shared.schema import TOTALS, Event
 
@@ -27,54 +26,9 @@ BATCH_BYTES = 256 * 1024
 DETECT_MAX_BYTES = 1024 * 1024
 # Lines the format detector samples.
 DETECT_LINES = 50
-# Longest alert window, summary interval and timeframe: a day. Per-second state and the charts
-# grow with the window, so it needs a ceiling; longer views belong to a metrics store.
-MAX_SPAN = 86_400
-# Longest accepted disorder: seconds are held open this long.
-MAX_LATENESS = 3_600
-# Most blocks the rollup keeps (timeframe / interval).
-MAX_BLOCKS = 8_640
 # A run of empty blocks longer than this is reported as one summary, so a timestamp far in the
 # future cannot make the monitor print forever. One day at the default interval.
 MAX_EMPTY_BLOCKS = 8640
-
-
-@dataclass(frozen=True)
-class CoreConfig:
-    format: str = "auto"
-    threshold: Fraction = Fraction(10)
-    window: int = 120
-    hysteresis: Fraction = Fraction(0)
-    lateness: int = 5
-    summary_interval: int = 10
-    timeframe: int = 600
-
-    def check(self) -> None:
-        """Raise InvalidSetting naming the first impossible value."""
-        rules = (
-            ("format", self.format in ("auto", *FORMATS), f"must be one of auto, {', '.join(FORMATS)}"),
-            ("threshold", self.threshold >= 0, "must be >= 0"),
-            ("window", 1 <= self.window <= MAX_SPAN, f"must be from 1 to {MAX_SPAN} seconds"),
-            ("hysteresis", 0 <= self.hysteresis < 1, "must be in [0, 1)"),
-            ("lateness", 0 <= self.lateness <= MAX_LATENESS, f"must be from 0 to {MAX_LATENESS} seconds"),
-            ("summary_interval", 1 <= self.summary_interval <= MAX_SPAN, f"must be from 1 to {MAX_SPAN} seconds"),
-            ("timeframe", self.summary_interval <= self.timeframe <= MAX_SPAN,
-             f"must be from the summary interval to {MAX_SPAN} seconds"),
-            ("timeframe", self.timeframe <= MAX_BLOCKS * self.summary_interval,
-             f"must span at most {MAX_BLOCKS} summary intervals"),
-        )
-        for field, ok, text in rules:
-            if not ok:
-                raise InvalidSetting(field, text)
-
-
-class InvalidSetting(ValueError):
-    """A configuration value that cannot work; `field` is the CoreConfig field."""
-
-    def __init__(self, field: str, text: str) -> None:
-        super().__init__(f"{field} {text}")
-        self.field = field
-        self.text = text
 
 
 class Monitor:
@@ -125,12 +79,23 @@ class Monitor:
         self.clock = now
         return self._evaluate(self._complete_through())
 
+    def reconfigure(self, config: CoreConfig) -> list[str]:
+        """A config reload: apply the settings that can change while running (threshold and
+        hysteresis, from the next second on); return the names of the others that differ, which
+        only a restart applies."""
+        config.check()
+        old, new = core_values(self.config), core_values(config)
+        hot = {name: new[name] for name in RELOADABLE if name in new}
+        self.config = core_config({**old, **hot})
+        self.alert.retune(self.config.threshold, self.config.hysteresis)
+        return [name for name in new if new[name] != old[name] and name not in hot]
+
     def finish(self) -> list[Event]:
         """End of input: evaluate every remaining second and report the last block."""
         events: list[Event] = []
         if self.format is None:
             data, self._undecided = self._undecided, b""
-            self.format = detect_format(split_lines(data)[:DETECT_LINES]) or "csv"
+            self.decide_format(data)
             events += self.feed(data)
         if self.clock is None:
             return events
@@ -138,6 +103,13 @@ class Monitor:
         if self.next_block in self.blocks:
             events += self._close_block(self.next_block + self.config.summary_interval)
         return events
+
+    def decide_format(self, sample: bytes) -> str:
+        """The format, decided now from `sample` (complete lines) if `auto` has not yet: the
+        replayer reads each line's time before handing the line over."""
+        if self.format is None:
+            self.format = detect_format(split_lines(sample)[:DETECT_LINES]) or "csv"
+        return self.format
 
     def _detect(self, data: bytes) -> bytes:
         self._undecided += data

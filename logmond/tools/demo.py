@@ -10,7 +10,6 @@ the daemon and removes the directory; nothing is left running.
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import shutil
 import signal
@@ -19,8 +18,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Sequence
 
+from shared.cli import Parser, UsageError
 from shared.client import Client, ClientError
 
 # Base traffic and its surge: 4 hits/s, x8 for 60 s from 15 s into each 300 s cycle. With the
@@ -34,11 +34,6 @@ START_TIMEOUT = 20.0
 # Seconds a child gets to exit after SIGTERM before SIGKILL.
 STOP_TIMEOUT = 5.0
 _PR_SET_PDEATHSIG = 1
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def _die_with_parent() -> None:
@@ -81,10 +76,14 @@ def _wait_until_answering(socket: str, daemon: subprocess.Popen, log: Path) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = _Parser(prog="python -m logmond.tools.demo", description="Live demo: generator + logmond + viewer.")
+    p = Parser(prog="python -m logmond.tools.demo", description="Live demo: generator + logmond + viewer.")
     p.add_argument("--no-viewer", action="store_true", help="run generator and logmond until interrupted")
     p.add_argument("--format", choices=("csv", "clf", "combined"), default="combined", help="log format")
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+    except UsageError as exc:
+        print(f"{p.prog}: {exc}", file=sys.stderr)
+        return 2
 
     # SIGTERM ends the demo like Ctrl-C does: through the cleanup below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

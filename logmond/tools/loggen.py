@@ -20,9 +20,10 @@ from itertools import accumulate, islice
 from math import log
 from os import PathLike
 from random import Random
-from typing import Callable, Iterator, NamedTuple, NoReturn, Sequence, TextIO
+from typing import Callable, Iterator, NamedTuple, Sequence, TextIO
 
 from logmond.core.parse import CSV_HEADER, FORMATS
+from shared.cli import Parser, UsageError, quiet_broken_pipe
 
 EXIT_USAGE = 2
 # Hits formatted and written per write call by write_log.
@@ -298,13 +299,8 @@ def write_live(path: str | PathLike[str], fmt: str, *, rate: float, period: int,
 
 
 # -- command line -----------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m logmond.tools.loggen", description="Write a deterministic, realistic access log.")
+    p = Parser(prog="python -m logmond.tools.loggen", description="Write a deterministic, realistic access log.")
     p.add_argument("--format", choices=FORMATS, required=True, help="log format")
     p.add_argument("--lines", type=int, metavar="N", help="number of lines (csv: plus a header)")
     p.add_argument("--live", action="store_true",
@@ -321,18 +317,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
-    if args.live:
-        return _live(parser, args)
-    if args.lines is None or args.lines < 0 or not args.rate > 0:
-        parser.error("--lines N (N >= 0) is needed, and --rate must be > 0")
-    target = sys.stdout if args.output == "-" else args.output
     try:
-        write_log(target, args.lines, args.format, seed=args.seed, rate=args.rate, start=args.start)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        args = parser.parse_args(argv)
+        if args.live:
+            return _live(parser, args)
+        if args.lines is None or args.lines < 0 or not args.rate > 0:
+            parser.error("--lines N (N >= 0) is needed, and --rate must be > 0")
+        target = sys.stdout if args.output == "-" else args.output
+        with quiet_broken_pipe():
+            write_log(target, args.lines, args.format, seed=args.seed, rate=args.rate, start=args.start)
+    except UsageError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"{parser.prog}: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,229 @@
+"""Every setting of logmond, declared once.
+
+Each `Setting` says its name (also the TOML key and, with dashes, the flag), its type, default,
+limits, help text and whether SIGHUP applies it. The argparse flags (cli.py), the TOML
+validation (config.py), the reload (Monitor.reconfigure) and the README's flag tables are all
+derived from SETTINGS, and `validate` is the only place a value is judged.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, make_dataclass
+from fractions import Fraction
+from typing import Any, Callable
+
+from logmond.core.errors import InvalidSetting
+from logmond.core.parse import FORMATS
+
+# Longest alert window, summary interval and timeframe: a day. Per-second state and the charts
+# grow with the window, so it needs a ceiling; longer views belong to a metrics store.
+MAX_SPAN = 86_400
+# Longest accepted disorder: seconds are held open this long.
+MAX_LATENESS = 3_600
+# Most blocks the rollup keeps (timeframe / interval).
+MAX_BLOCKS = 8_640
+
+# Where a setting belongs: the pure core's CoreConfig, the daemon shell, or how the command runs.
+CORE, DAEMON, RUN = "core", "daemon", "run"
+
+
+def _fraction(text: str) -> Fraction:
+    """A flag's number, exact: decimals and fractions (`0.1`, `1/3`) are not rounded."""
+    try:
+        return Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"not a number: {text!r}") from None
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"not a whole number: {text!r}") from None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"must be > 0, not {text}")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    help: str
+    default: Any = None
+    # Flag text -> value (ValueError says why); None for on/off flags.
+    parse: Callable[[str], Any] | None = str
+    # TOML types the config file may give; () when the setting is a flag only.
+    toml: tuple[type, ...] = ()
+    # What the TOML value must be, for the error message.
+    toml_what: str = ""
+    # (value, all values) -> why it is impossible, or None.
+    check: Callable[[Any, dict[str, Any]], str | None] | None = None
+    # SIGHUP applies it to a running daemon at once.
+    reload: bool = False
+    scope: str = CORE
+    # CoreConfig field, when it differs from the name.
+    field: str = ""
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    # The README's default column, when the default is not simply the value.
+    shown_default: str = ""
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def attr(self) -> str:
+        """The CoreConfig field (core settings) or the resolved-values key (others)."""
+        return self.field or self.name
+
+    @property
+    def switch(self) -> bool:
+        """An on/off flag (store_true)."""
+        return self.parse is None
+
+    def where(self, source: str | None) -> str:
+        """How an error names this setting: the flag, or the key in the file `source`."""
+        return self.flag if source is None else f"config {source}: '{self.name}'"
+
+
+def _between(lo: int, hi: int, unit: str = " seconds") -> Callable[[Any, dict[str, Any]], str | None]:
+    return lambda v, _: None if lo <= v <= hi else f"must be from {lo} to {hi}{unit}"
+
+
+def _timeframe(v: int, values: dict[str, Any]) -> str | None:
+    interval = values.get("summary_interval", 10)
+    if not interval <= v <= MAX_SPAN:
+        return f"must be from the summary interval to {MAX_SPAN} seconds"
+    if v > MAX_BLOCKS * interval:
+        return f"must span at most {MAX_BLOCKS} summary intervals"
+    return None
+
+
+_NUMBER = (int, float)
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("file", "the log; `-` reads stdin with --once; the daemon waits for a missing file in an "
+            "existing directory", scope=RUN, metavar="PATH", toml=(str,), toml_what="a path string",
+            shown_default="(required)"),
+    Setting("once", "read to the end, print, exit", parse=None, scope=RUN, default=False),
+    Setting("json", "with --once: JSON Lines on stdout instead of human text", parse=None, scope=RUN,
+            default=False),
+    Setting("format", "log format; `auto` decides from the first lines and says which (stderr in human mode, "
+            "`totals.format` in JSON)", default="auto", choices=("auto", *FORMATS), toml=(str,),
+            toml_what="a string",
+            check=lambda v, _: None if v in ("auto", *FORMATS) else f"must be one of auto, {', '.join(FORMATS)}"),
+    Setting("threshold", "alert when the average hits/s over the window exceeds X (decimals and fractions are "
+            "exact: `0.1`, `1/3`)", default=Fraction(10), parse=_fraction, toml=_NUMBER, toml_what="a number",
+            metavar="X", check=lambda v, _: None if v >= 0 else "must be >= 0", reload=True),
+    Setting("alert_window", "the alert's averaging window, seconds", default=120, parse=_whole, toml=(int,),
+            toml_what="a whole number of seconds", metavar="S", check=_between(1, MAX_SPAN), field="window"),
+    Setting("hysteresis", "recover at `X * (1 - H)`; `0.05` gives a 5 % band; `0 <= H < 1`", default=Fraction(0),
+            parse=_fraction, toml=_NUMBER, toml_what="a number", metavar="H",
+            check=lambda v, _: None if 0 <= v < 1 else "must be in [0, 1)", reload=True),
+    Setting("lateness", "how many seconds out of order lines may arrive", default=5, parse=_whole, toml=(int,),
+            toml_what="a whole number of seconds", metavar="L", check=_between(0, MAX_LATENESS)),
+    Setting("summary_interval", "one summary per aligned block of I seconds of log time", default=10,
+            parse=_whole, toml=(int,), toml_what="a whole number of seconds", metavar="I",
+            check=_between(1, MAX_SPAN)),
+    Setting("timeframe", "span of the rolling rollup the daemon serves", default=600, parse=_whole, toml=(int,),
+            toml_what="a whole number of seconds", metavar="S", check=_timeframe),
+    Setting("socket", "the Unix socket to serve", scope=DAEMON, metavar="PATH", toml=(str,),
+            toml_what="a path string", shown_default="see below"),
+    Setting("state_dir", "where the checkpoint lives", scope=DAEMON, metavar="DIR", toml=(str,),
+            toml_what="a path string", shown_default="see below"),
+    Setting("config", "TOML file with the same settings; flags win", scope=RUN, metavar="FILE",
+            shown_default="`/etc/logmond/logmond.toml` if it exists"),
+    Setting("from_start", "with no checkpoint, read the file from its start instead of its end", parse=None,
+            scope=DAEMON, default=False, toml=(bool,), toml_what="true or false"),
+    Setting("replay", "pace an existing file by its own timestamps (with --speed)", parse=None, scope=DAEMON,
+            default=False),
+    Setting("speed", "with --replay: log seconds per second", default=1.0, parse=_positive, scope=DAEMON,
+            metavar="X"),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+# Keys a config file may hold.
+TOML_KEYS = tuple(s.name for s in SETTINGS if s.toml)
+# The settings SIGHUP applies to a running daemon.
+RELOADABLE = tuple(s.name for s in SETTINGS if s.reload)
+# The README's two flag tables: `logmond --once` (input and monitoring) and the daemon's own.
+README_TABLES = {
+    "once": tuple(s for s in SETTINGS if s.scope == CORE or s.name in ("file", "once", "json")),
+    "daemon": tuple(s for s in SETTINGS if s.scope != CORE and s.name not in ("file", "once", "json")),
+}
+
+
+def _check(self: Any) -> None:
+    """Raise InvalidSetting naming the first impossible value."""
+    validate({s.name: getattr(self, s.attr) for s in SETTINGS if s.scope == CORE})
+
+
+# The pure core's settings: exactly the CORE declarations, as a frozen dataclass.
+CoreConfig = make_dataclass(
+    "CoreConfig", [(s.attr, type(s.default), field(default=s.default)) for s in SETTINGS if s.scope == CORE],
+    frozen=True, namespace={"check": _check, "__module__": __name__})
+
+
+def validate(values: dict[str, Any]) -> None:
+    """The one place values are judged: InvalidSetting(name, why) for the first impossible one."""
+    for name, value in values.items():
+        setting = BY_NAME[name]
+        if setting.check is not None:
+            why = setting.check(value, values)
+            if why is not None:
+                raise InvalidSetting(name, why)
+
+
+def from_toml(name: str, value: Any) -> Any:
+    """A config file's value for setting `name`, typed as the flag would give it, or InvalidSetting."""
+    setting = BY_NAME[name]
+    if isinstance(value, bool) != (bool in setting.toml) or not isinstance(value, setting.toml):
+        raise InvalidSetting(name, f"must be {setting.toml_what}, not {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidSetting(name, f"must be a finite number, not {value!r}")
+        return Fraction(repr(value))
+    if setting.parse is _fraction:
+        return Fraction(value)
+    return value
+
+
+def core_config(values: dict[str, Any]) -> Any:
+    """The CoreConfig for resolved values (names as keys; absent ones take their defaults)."""
+    return CoreConfig(**{s.attr: values[s.name] for s in SETTINGS if s.scope == CORE and s.name in values})
+
+
+def core_values(config: Any) -> dict[str, Any]:
+    """A CoreConfig back as setting names -> values."""
+    fields = asdict(config)
+    return {s.name: fields[s.attr] for s in SETTINGS if s.scope == CORE}
+
+
+def markdown_table(group: str) -> str:
+    """One of the README's flag tables, exactly as the README must show it."""
+    rows = ["| flag | config key | default | meaning |", "| --- | --- | --- | --- |"]
+    for s in README_TABLES[group]:
+        flag = f"`{s.flag}`" if s.switch else f"`{s.flag} {_value_name(s)}`"
+        key = f"`{s.name}`" if s.toml else "-"
+        hup = " (SIGHUP applies it at once)" if s.reload else ""
+        rows.append(f"| {flag} | {key} | {_shown_default(s)} | {s.help}{hup} |")
+    return "\n".join(rows)
+
+
+def _value_name(s: Setting) -> str:
+    return "\\|".join(s.choices) if s.choices else (s.metavar or s.name.upper())
+
+
+def _shown_default(s: Setting) -> str:
+    if s.shown_default:
+        return s.shown_default
+    if s.switch:
+        return "off"
+    return f"`{s.default}`"

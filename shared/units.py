@@ -1,0 +1,42 @@
+"""How figures look to a person, one formatter each, so every front end says the same thing."""
+from __future__ import annotations
+
+SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def number(x: float) -> str:
+    """A threshold or scale value as typed, without noise: 10, 10.5, 2.5, 0.25, 0.33."""
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def size(n: float) -> str:
+    """Bytes for a person: 512 B, 34.2 KiB, 1.5 GiB."""
+    for unit in SIZE_UNITS:
+        if n < 1024 or unit == SIZE_UNITS[-1]:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def duration(seconds: float) -> str:
+    """An age in its two largest units (2d03h, 1h02m, 4m05s, 7s): precise enough, short enough."""
+    s = max(int(seconds), 0)
+    days, rest = divmod(s, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def count(n: int) -> str:
+    """Exact up to 99,999, then three significant figures: a count that always fits a narrow field."""
+    if n < 100_000:
+        return f"{n:,}"
+    if n < 1_000_000:
+        return f"{n / 1e3:.0f}k"
+    return f"{n / 1e6:.1f}M" if n < 1_000_000_000 else f"{n / 1e9:.1f}G"
