@@ -9,27 +9,23 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
-import psutil
-
 from logmond.checkpoint import Checkpoints, NoCheckpoints
 from logmond.clock import LiveClock
-from logmond.core import replies
 from logmond.core.errors import OperatorError
 from logmond.core.monitor import Monitor
 from logmond.core.settings import CoreConfig
 from logmond.notify import Notifier
+from logmond.ops import DaemonState, Ops
 from logmond.replay import Replayer
 from logmond.server import AlreadyRunning, Server
 from logmond.source import Clock, Source
 from logmond.tail import Follower, Position
-from shared.protocol import ApiError, UNKNOWN_OP, BAD_REQUEST
 from shared.schema import ALERT, RECOVER, Event, alert_message
 
 # Seconds between ticks: live clock, checkpoint, snapshot push.
@@ -77,8 +73,6 @@ class Daemon:
         self.source: Source | None = None
         self.clock: Clock | None = None
         self.notifier = Notifier()
-        self.process = psutil.Process()
-        self._process_figures = self._measure_process()
         self.started_at = time.time()
         self.server: Server | None = None
         self._stop: asyncio.Event | None = None
@@ -102,7 +96,8 @@ class Daemon:
         self._stop = asyncio.Event()
         source = self.source
         assert source is not None
-        self.server = Server(self.settings.socket, self._handle, self._hello_info, self._stop.set)
+        self.ops = Ops(self._api_state(self._stop))
+        self.server = Server(self.settings.socket, self.ops)
         try:
             await self.server.start()
         except AlreadyRunning as exc:
@@ -232,8 +227,7 @@ class Daemon:
             if self.source.has_more():
                 self._schedule_read()
         self._checkpoint()
-        self._process_figures = self._measure_process()
-        self.server.publish_snapshot(replies.push(self._status(), self.monitor))
+        self.server.publish_snapshot(self.ops.tick())
 
     async def _watchdog(self, interval: float) -> None:
         """Ping from the event loop itself: if the loop is stuck, the pings stop and systemd acts."""
@@ -304,33 +298,17 @@ class Daemon:
             log.warning("%s: changes need a restart", ", ".join(needs_restart))
 
     # -- the socket API --------------------------------------------------------------------
-    def _hello_info(self) -> dict[str, Any]:
-        return {"file": self.settings.file}
+    def _api_state(self, stop: asyncio.Event) -> DaemonState:
+        """What logmond.ops may see of the daemon; read at each request, since reload and reopen
+        replace the monitor and the source."""
+        return DaemonState(file=self.settings.file, started_at=self.started_at,
+                           monitor=lambda: self.monitor, file_status=self._file_status,
+                           clients=lambda: self.server.clients if self.server is not None else 0,
+                           stop=stop.set)
 
-    def _handle(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        if op == "status":
-            return self._status()
-        if op == "stats":
-            return replies.stats(self.monitor)
-        if op == "alerts":
-            since = args.get("since")
-            if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
-                raise ApiError(BAD_REQUEST, "'since' must be an alert id (integer)")
-            return replies.alerts(self.monitor, since)
-        raise ApiError(UNKNOWN_OP, f"unknown op {op!r}: try status, stats, alerts, subscribe, ping")
-
-    def _status(self) -> dict[str, Any]:
-        assert self.source is not None and self.server is not None
-        return replies.status(self.monitor, pid=os.getpid(), started_at=self.started_at, now=time.time(),
-                               file=self.source.status(), process=self._process_figures,
-                               clients=self.server.clients)
-
-    def _measure_process(self) -> dict[str, Any]:
-        """Once a tick, so that CPU % is over the last second whoever asks in between."""
-        with self.process.oneshot():
-            return {"rss_bytes": self.process.memory_info().rss,
-                    "cpu_percent": self.process.cpu_percent(None),
-                    "open_fds": self.process.num_fds()}
+    def _file_status(self) -> dict[str, Any]:
+        assert self.source is not None
+        return self.source.status()
 
 
 def _core_key(core: CoreConfig) -> list[Any]:

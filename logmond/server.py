@@ -1,8 +1,9 @@
-"""The daemon's Unix-socket API: request/reply control plus a push stream of snapshots and alerts.
+"""The daemon's Unix socket: connections, framing, limits, the hello handshake and the push stream.
 
-One asyncio Protocol per connection, so writes never block the loop: a client that does not
-read sees its snapshots conflated into a one-slot mailbox, its alerts queued up to a bound,
-and is dropped past the bound, while every other client is served as usual.
+What a request means is logmond.ops (the Api below); this module carries requests there and
+replies back. One asyncio Protocol per connection, so writes never block the loop: a client that
+does not read sees its snapshots conflated into a one-slot mailbox, its alerts queued up to a
+bound, and is dropped past the bound, while every other client is served as usual.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import socket
 import stat
 import struct
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import msgpack
 
@@ -25,10 +26,18 @@ from shared import protocol as p
 
 log = logging.getLogger(__name__)
 
-# Connections served at once; one more is told BUSY and closed.
+# Connections served at once; past that a newcomer takes the place of a long-silent
+# non-subscriber, or is told BUSY and closed.
 MAX_CLIENTS = 64
 # Seconds a new connection has to say hello before it is closed.
 HELLO_TIMEOUT = 5.0
+# Seconds a non-subscriber may send nothing after its hello before it is closed.
+IDLE_TIMEOUT = 60.0
+# Seconds a non-subscriber must have been silent before a newcomer may take its place in a full
+# table: more than a client's pause between the requests of one exchange.
+EVICT_AFTER = 1.0
+# Seconds between two warnings that newcomers are refused (each warning gives the count).
+REFUSAL_WARNING_INTERVAL = 60.0
 # Seconds a message may take from its first byte to its last before the client is dropped.
 MESSAGE_TIMEOUT = 5.0
 # Unsent bytes a client may hold in its transport buffer before it is dropped.
@@ -47,6 +56,10 @@ LISTEN_BACKLOG = 128
 PROBE_TIMEOUT = 1.0
 # Seconds a closing connection gets to flush its last message before it is aborted.
 CLOSE_GRACE = 1.0
+# Bytes of a connection's first receive buffer. msgpack allocates its read_size up front, by
+# default all of the 1 MiB it may grow to: with connection churn those megabytes fragmented the
+# heap (RSS up 100 MB over 20,000 connections). Requests are small; the buffer grows for a big one.
+FIRST_BUFFER = 16 * 1024
 # Longest socket path the kernel accepts (sizeof sun_path - 1).
 SUN_PATH_MAX = 107
 # Suffixes of the files kept beside the socket: the bind-then-rename name and the lock.
@@ -55,7 +68,17 @@ LOCK_SUFFIX = ".lock"
 
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
-Handler = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+class Api(Protocol):
+    """The request/reply operations the server carries (logmond.ops.Ops)."""
+
+    def call(self, op: str, args: dict[str, Any], peer_uid: int | None) -> dict[str, Any]:
+        """The result map of every op but hello and subscribe; ApiError (UNKNOWN_OP for an op it lacks)."""
+        ...
+
+    def hello_info(self) -> dict[str, Any]:
+        """Extra keys of the hello reply."""
+        ...
 
 
 class AlreadyRunning(Exception):
@@ -70,9 +93,12 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:
         return None
 
 
-def shutdown_allowed(uid: int | None) -> bool:
-    """Only root and the daemon's own user may stop it; group members may only read."""
-    return uid is not None and uid in (0, os.geteuid())
+def _break_transport_cycle(transport: asyncio.BaseTransport) -> None:
+    """CPython before 3.12 keeps a bound method of a socket transport on the transport itself
+    (python/cpython#100348): a cycle only the collector frees, and the daemon runs it rarely, so
+    connection churn would pile up dead transports. Called once the transport is done."""
+    if getattr(transport, "_read_ready_cb", None) is not None:
+        transport._read_ready_cb = None  # type: ignore[attr-defined]
 
 
 class _Connection(asyncio.Protocol):
@@ -81,19 +107,20 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.unpacker = p.new_unpacker()
+        self.unpacker: msgpack.Unpacker | None = p.new_unpacker(FIRST_BUFFER)
         self.received = 0                # bytes fed to the unpacker
         self.boundary = 0                # stream offset where the message in progress began
+        self.heard = 0.0                 # loop time of the last bytes received (or of the connect)
         self.peer: tuple[int, int, int] | None = None
         self.helloed = False
         self.subscribed = False
         self.closing = False
+        self.dropped = False             # ended by us for not reading
         self.paused = False              # the transport holds unsent bytes
         self.snapshot: bytes | None = None   # newest snapshot not yet written: a one-slot mailbox
         self.stalled = 0                 # snapshots put in the mailbox since the transport last drained
         self.alerts: deque[bytes] = deque()
-        self.timers: list[asyncio.TimerHandle] = []
-        self.message_deadline: asyncio.TimerHandle | None = None  # armed while a message is partial
+        self.timers: dict[str, asyncio.TimerHandle] = {}  # by purpose: hello, idle, message, abort
 
     def __repr__(self) -> str:
         if self.peer is None:
@@ -105,25 +132,32 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.heard = asyncio.get_running_loop().time()
         # High water 0: pause_writing() fires whenever anything is left unsent, resume_writing()
         # once all of it went out; that is exactly when a snapshot may be written or must wait.
         transport.set_write_buffer_limits(high=0, low=0)
         self.peer = peer_credentials(transport.get_extra_info("socket"))
-        if not self.server._admit(self):
-            log.warning("refusing %r: %d clients connected", self, self.server.clients)
+        if not self.server.admit(self):
             self.finish(p.error(p.NO_ID, p.BUSY,
                                 f"logmond serves at most {self.server.max_clients} clients; try again later"))
             return
         log.debug("%r connected", self)
-        self.later(self.server.hello_timeout, self._hello_expired)
+        self.later("hello", self.server.hello_timeout, self._hello_expired)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Let go of everything at once: the daemon runs the garbage collector rarely, so what a
+        closed connection held must be freed by reference counting alone."""
         self.closing = True
+        for timer in self.timers.values():
+            timer.cancel()  # a cancelled handle drops its callback, and with it this connection
+        self.timers.clear()
         self.snapshot = None
         self.alerts.clear()
-        for timer in self.timers:
-            timer.cancel()
-        self.server._forget(self)
+        self.unpacker = None
+        if self.transport is not None:
+            _break_transport_cycle(self.transport)
+            self.transport = None
+        self.server.forget(self, lost=exc is not None or self.dropped)
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -138,26 +172,28 @@ class _Connection(asyncio.Protocol):
             self.write(pending)
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        unpacker = self.unpacker
+        if self.closing or unpacker is None:
             return
+        self.heard = asyncio.get_running_loop().time()
         self.received += len(data)
         try:
-            self.unpacker.feed(data)
+            unpacker.feed(data)
         except msgpack.BufferFull:
             self.too_large()
             return
         while not self.closing:
             try:
-                obj = next(self.unpacker)
+                obj = next(unpacker)
             except StopIteration:
                 # The buffer limit bounds only unparsed bytes: containers are parsed piecemeal and
                 # would grow without end, so bound the bytes of the message in progress too.
                 if self.received - self.boundary > p.MAX_REQUEST:
                     self.too_large()
-                elif self.received > self.boundary and self.message_deadline is None:
+                elif self.received > self.boundary and "message" not in self.timers:
                     # msgpack checks a string's declared length only once all of it is here: a
                     # client that declares 2 MiB and stops must not hold its slot for ever.
-                    self.message_deadline = self.later(MESSAGE_TIMEOUT, self._message_expired)
+                    self.later("message", MESSAGE_TIMEOUT, self._message_expired)
                 return
             except (ValueError, msgpack.UnpackException) as exc:
                 if p.unpack_error_code(exc) == p.TOO_LARGE:
@@ -165,11 +201,9 @@ class _Connection(asyncio.Protocol):
                 else:
                     self.finish(p.error(p.NO_ID, p.BAD_REQUEST, f"malformed msgpack: {exc}"))
                 return
-            end = self.unpacker.tell()
+            end = unpacker.tell()
             size, self.boundary = end - self.boundary, end
-            if self.message_deadline is not None:
-                self.message_deadline.cancel()
-                self.message_deadline = None
+            self.cancel("message")
             if size > p.MAX_REQUEST:
                 self.too_large()
                 return
@@ -194,25 +228,13 @@ class _Connection(asyncio.Protocol):
                 return
             if not self.helloed:
                 raise p.ApiError(p.HELLO_REQUIRED, f"send hello (protocol {p.PROTOCOL}) before {op!r}")
-            if op == "ping":
-                self.respond(rid, {"pong": True})
-            elif op == "subscribe":
-                self.respond(rid, {"seq": self.server.seq})
-                self.subscribed = True
-                if self.server._latest is not None:
-                    self.push_snapshot(self.server._latest)
-            elif op == "shutdown":
-                uid = self.peer[1] if self.peer else None
-                if not shutdown_allowed(uid):
-                    raise p.ApiError(p.PERMISSION, f"only root or uid {os.geteuid()} may stop logmond")
-                log.info("shutdown requested by %r", self)
-                self.respond(rid, {})
-                asyncio.get_running_loop().call_soon(self.server._shutdown)
-            else:
-                result = self.server.handler(op, args)
-                if not isinstance(result, dict):
-                    raise TypeError(f"handler returned {type(result).__name__} for {op!r}, not a dict")
-                self.respond(rid, result)
+            if op == "subscribe":
+                self.subscribe(rid)
+                return
+            result = self.server.api.call(op, args, self.peer[1] if self.peer else None)
+            if not isinstance(result, dict):
+                raise TypeError(f"the api returned {type(result).__name__} for {op!r}, not a dict")
+            self.respond(rid, result)
         except p.ApiError as exc:
             self.send(p.error(rid, exc.code, exc.message))
         except Exception:
@@ -229,17 +251,47 @@ class _Connection(asyncio.Protocol):
                                 f"{client} speaks protocol {version} but logmond {__version__} speaks "
                                 f"protocol {p.PROTOCOL}: use the logmonctl installed with this logmond"))
             return
-        result = {"version": __version__, **self.server.hello_info(), "protocol": p.PROTOCOL, "pid": os.getpid()}
-        self.helloed = True
-        for timer in self.timers:
-            timer.cancel()
+        result = {"version": __version__, **self.server.api.hello_info(), "protocol": p.PROTOCOL, "pid": os.getpid()}
+        if not self.helloed:
+            self.helloed = True
+            self.cancel("hello")
+            self.later("idle", self.server.idle_timeout, self._idle_expired)
         log.debug("%r is %s", self, client)
         self.respond(rid, result)
+
+    def subscribe(self, rid: int) -> None:
+        """Reply with the current sequence number, then the newest snapshot and every one after."""
+        self.respond(rid, {"seq": self.server.seq})
+        self.subscribed = True
+        self.cancel("idle")  # a subscriber listens: its silence is expected
+        latest = self.server.latest
+        if latest is not None:
+            self.push_snapshot(latest)
 
     def _hello_expired(self) -> None:
         if not self.helloed:
             log.info("closing %r: no hello within %gs", self, self.server.hello_timeout)
             self.finish(p.error(p.NO_ID, p.HELLO_REQUIRED, f"no hello within {self.server.hello_timeout:g}s"))
+
+    def _idle_expired(self) -> None:
+        """One timer per connection, re-armed for the rest of the timeout when bytes came meanwhile
+        (cheaper than rearming on every message)."""
+        if self.subscribed or self.closing:
+            return
+        silent = asyncio.get_running_loop().time() - self.heard
+        if silent < self.server.idle_timeout:
+            self.later("idle", self.server.idle_timeout - silent, self._idle_expired)
+            return
+        log.info("closing %r: idle for %gs", self, self.server.idle_timeout)
+        self.close()
+
+    def evict(self, silent: float) -> None:
+        """Make room for a newcomer: say why, then close."""
+        log.info("closing %r to admit a new client: silent for %.1fs and all %d places taken",
+                 self, silent, self.server.max_clients)
+        self.finish(p.error(p.NO_ID, p.BUSY,
+                            f"closed after {silent:.0f}s without a request to make room for another client "
+                            f"(logmond serves at most {self.server.max_clients}); reconnect when needed"))
 
     # writing
 
@@ -258,11 +310,19 @@ class _Connection(asyncio.Protocol):
         self.write(p.encode(msg))
 
     def write(self, frame: bytes) -> None:
-        """Queue bytes without ever waiting; a client that lets them pile up is dropped."""
-        if self.closing or self.transport is None:
+        """Queue bytes without ever waiting; a client that lets them pile up is dropped.
+
+        Nothing is written once the transport is closing: after the peer went away asyncio only
+        counts such writes, and logs a warning for each past the fifth."""
+        transport = self.transport
+        if self.closing or transport is None:
             return
-        self.transport.write(frame)
-        pending = self.transport.get_write_buffer_size()
+        if not transport.is_closing():
+            transport.write(frame)
+        if transport.is_closing():  # the peer is gone (found now or earlier): stop answering it
+            self.closing = True
+            return
+        pending = transport.get_write_buffer_size()
         if pending > MAX_PENDING_BYTES:
             self.drop(f"{pending} bytes unsent")
 
@@ -289,10 +349,15 @@ class _Connection(asyncio.Protocol):
         if len(self.alerts) > MAX_QUEUED_ALERTS:
             self.drop(f"{len(self.alerts)} alerts left unread")
 
-    def later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-        timer = asyncio.get_running_loop().call_later(delay, callback)
-        self.timers.append(timer)
-        return timer
+    def later(self, purpose: str, delay: float, callback: Callable[[], None]) -> None:
+        """Arm the timer for purpose, replacing the one armed before."""
+        self.cancel(purpose)
+        self.timers[purpose] = asyncio.get_running_loop().call_later(delay, callback)
+
+    def cancel(self, purpose: str) -> None:
+        timer = self.timers.pop(purpose, None)
+        if timer is not None:
+            timer.cancel()
 
     def finish(self, msg: p.Message) -> None:
         """Send a last message, then close; a peer that will not read it is aborted after a grace."""
@@ -302,15 +367,17 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
+        transport = self.transport
         self.closing = True
-        self.transport.close()
-        self.later(CLOSE_GRACE, self.transport.abort)
+        if transport is None or transport.is_closing():
+            return
+        transport.close()
+        self.later("abort", CLOSE_GRACE, transport.abort)
 
     def drop(self, reason: str) -> None:
         log.warning("dropping %r: %s", self, reason)
         self.closing = True
+        self.dropped = True
         self.snapshot = None
         self.alerts.clear()
         if self.transport is not None:
@@ -318,23 +385,23 @@ class _Connection(asyncio.Protocol):
 
 
 class Server:
-    """The daemon's socket. The owner supplies the ops (handler), the hello extras and shutdown.
+    """The daemon's socket: serves up to max_clients connections, carries their requests to api
+    and pushes snapshots and alerts to the subscribers among them."""
 
-    `handler(op, args)` is called in the event loop for every op but hello, ping, subscribe and
-    shutdown; it returns the result map or raises ApiError (UNKNOWN_OP for an op it lacks).
-    """
-
-    def __init__(self, path: str, handler: Handler, hello_info: Callable[[], dict[str, Any]],
-                 on_shutdown: Callable[[], None], *, hello_timeout: float = HELLO_TIMEOUT,
+    def __init__(self, path: str, api: Api, *, hello_timeout: float = HELLO_TIMEOUT,
+                 idle_timeout: float = IDLE_TIMEOUT, evict_after: float = EVICT_AFTER,
                  max_clients: int = MAX_CLIENTS) -> None:
         self.path = path
-        self.handler = handler
-        self.hello_info = hello_info
-        self.on_shutdown = on_shutdown
+        self.api = api
         self.hello_timeout = hello_timeout
+        self.idle_timeout = idle_timeout
+        self.evict_after = evict_after
         self.max_clients = max_clients
+        self.refused = 0   # connections told BUSY on arrival, since start
+        self.lost = 0      # connections that ended abnormally (reset by the peer, dropped), since start
         self._conns: set[_Connection] = set()     # admitted clients
-        self._refused: set[_Connection] = set()   # told BUSY, still flushing that
+        self._leaving: set[_Connection] = set()   # told BUSY (refused or evicted), still flushing that
+        self._next_refusal_warning = 0.0          # loop time before which refusals are not logged
         self._server: asyncio.AbstractServer | None = None
         self._lock_fd: int | None = None
         self._socket_id: tuple[int, int] | None = None
@@ -344,13 +411,18 @@ class Server:
 
     @property
     def clients(self) -> int:
-        """Connections currently served (a refused BUSY one is not counted)."""
+        """Connections currently served (one told BUSY is not counted)."""
         return len(self._conns)
 
     @property
     def seq(self) -> int:
         """Sequence number of the last published snapshot (0 before the first)."""
         return self._seq
+
+    @property
+    def latest(self) -> bytes | None:
+        """The last published snapshot, encoded: what a new subscriber gets first."""
+        return self._latest
 
     @property
     def lock_path(self) -> str:
@@ -385,18 +457,20 @@ class Server:
         if self._server is not None:
             self._server.close()
             self._remove_socket()
-            if self._conns or self._refused:
+            if self._conns or self._leaving:
                 self._all_gone = asyncio.get_running_loop().create_future()
-                for conn in [*self._conns, *self._refused]:
+                for conn in [*self._conns, *self._leaving]:
                     conn.close()
                 try:
                     await asyncio.wait_for(asyncio.shield(self._all_gone), CLOSE_GRACE)
                 except TimeoutError:
-                    for conn in [*self._conns, *self._refused]:
+                    for conn in [*self._conns, *self._leaving]:
                         conn.drop("still connected at shutdown")
                     await self._all_gone
             await self._server.wait_closed()
             self._server = None
+            log.info("closed %s: since start, %d clients refused and %d lost (reset by the peer or dropped)",
+                     self.path, self.refused, self.lost)
         self._unlock()
 
     def _make_directory(self) -> None:
@@ -492,25 +566,42 @@ class Server:
 
     # connections
 
-    def _admit(self, conn: _Connection) -> bool:
+    def admit(self, conn: _Connection) -> bool:
+        """Take conn if a place is free, or can be freed from the longest-silent non-subscriber;
+        False (and conn is to be told BUSY) if not."""
         if len(self._conns) >= self.max_clients:
-            self._refused.add(conn)
-            return False
+            now = asyncio.get_running_loop().time()
+            idle = [c for c in self._conns
+                    if not c.subscribed and not c.closing and now - c.heard >= self.evict_after]
+            victim = min(idle, key=lambda c: c.heard, default=None)
+            if victim is None:
+                self._refuse(conn)
+                return False
+            self._conns.discard(victim)
+            self._leaving.add(victim)
+            victim.evict(now - victim.heard)
         self._conns.add(conn)
         return True
 
-    def _forget(self, conn: _Connection) -> None:
-        self._conns.discard(conn)
-        self._refused.discard(conn)
-        log.debug("%r gone, %d left", conn, len(self._conns))
-        if not self._conns and not self._refused and self._all_gone is not None and not self._all_gone.done():
-            self._all_gone.set_result(None)
+    def _refuse(self, conn: _Connection) -> None:
+        """A warning now and then, not one per newcomer: a burst of connections would flood the log."""
+        self._leaving.add(conn)
+        self.refused += 1
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_refusal_warning:
+            self._next_refusal_warning = now + REFUSAL_WARNING_INTERVAL
+            log.warning("refusing new clients: all %d places are taken (%d refused since start)",
+                        self.max_clients, self.refused)
 
-    def _shutdown(self) -> None:
-        try:
-            self.on_shutdown()
-        except Exception:
-            log.exception("shutdown callback failed")
+    def forget(self, conn: _Connection, lost: bool) -> None:
+        """conn is closed; lost if it ended abnormally."""
+        self._conns.discard(conn)
+        self._leaving.discard(conn)
+        if lost:
+            self.lost += 1
+        log.debug("%r gone, %d left", conn, len(self._conns))
+        if not self._conns and not self._leaving and self._all_gone is not None and not self._all_gone.done():
+            self._all_gone.set_result(None)
 
     # pushes
 

@@ -60,11 +60,13 @@ def encode(obj: Message) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
-def new_unpacker() -> msgpack.Unpacker:
+def new_unpacker(first_buffer: int | None = None) -> msgpack.Unpacker:
     """A streaming decoder whose buffer limit refuses an oversized array or map header up front
     (a declared string is only checked once complete: the server also puts a deadline on each
-    message)."""
-    return msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=MAX_MESSAGE)
+    message). `first_buffer` bytes are reserved at first (msgpack's default reserves the whole
+    limit); the buffer grows as a message needs."""
+    return msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=MAX_MESSAGE,
+                            read_size=first_buffer or MAX_MESSAGE)
 
 
 def unpack_error_code(exc: Exception) -> str:

@@ -1,4 +1,4 @@
-"""The socket API over real Unix sockets: replies, hostile clients, pushes, start and stop.
+"""The socket API over real Unix sockets: replies, hostile and idle clients, pushes, memory, start and stop.
 
 The server runs in its own event loop thread; tests talk to it with shared.client.Client or raw
 sockets, and run server-side code in that loop through Running.call().
@@ -6,13 +6,17 @@ sockets, and run server-side code in that loop through Running.call().
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import os
 import shutil
 import socket
 import stat
+import struct
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -21,8 +25,12 @@ import msgpack
 import pytest
 
 import logmond
+from conftest import T0, csv_line
 from logmond import server as srv
-from logmond.server import AlreadyRunning, Server, peer_credentials, shutdown_allowed
+from logmond.core.monitor import Monitor
+from logmond.core.settings import CoreConfig
+from logmond.ops import DaemonState, Ops, shutdown_allowed
+from logmond.server import AlreadyRunning, Server, peer_credentials
 from shared import protocol as p
 from shared.client import Client, DaemonUnreachable, PermissionDenied, ProtocolMismatch, connect_error
 from shared.protocol import ApiError
@@ -40,13 +48,16 @@ def wait_until(cond: Callable[[], bool], what: str) -> None:
 
 
 class Owner:
-    """A fake daemon core: counts status calls, echoes, fails on demand."""
+    """A fake daemon behind the real ops: its status counts calls, and it adds an echo and a failing op."""
 
     def __init__(self) -> None:
         self.calls = 0
         self.shutdowns = threading.Event()
+        monitor = Monitor(CoreConfig())
+        self.ops = Ops(DaemonState(file="/var/log/access.log", started_at=time.time(), monitor=lambda: monitor,
+                                   file_status=dict, clients=lambda: 0, stop=self.shutdowns.set))
 
-    def handler(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    def call(self, op: str, args: dict[str, Any], peer_uid: int | None) -> dict[str, Any]:
         if op == "status":
             self.calls += 1
             return {"calls": self.calls}
@@ -54,13 +65,10 @@ class Owner:
             return {"args": args}
         if op == "boom":
             raise RuntimeError("secret detail")
-        raise ApiError(p.UNKNOWN_OP, f"unknown op {op!r}")
+        return self.ops.call(op, args, peer_uid)
 
     def hello_info(self) -> dict[str, Any]:
-        return {"file": "/var/log/access.log"}
-
-    def on_shutdown(self) -> None:
-        self.shutdowns.set()
+        return self.ops.hello_info()
 
 
 class Running:
@@ -71,7 +79,7 @@ class Running:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="logmond-loop", daemon=True)
         self.thread.start()
-        self.server = Server(path, owner.handler, owner.hello_info, owner.on_shutdown, **options)
+        self.server = Server(path, owner, **options)
         self.closed = False
         try:
             self.run(self.server.start())
@@ -392,9 +400,13 @@ def test_client_that_never_reads_its_replies_is_dropped(good: Good, stack: ExitS
     good.check()
 
 
+# The good client counts as active however long the setup takes: no place is freed by eviction.
+@pytest.mark.parametrize("good", [{"evict_after": 100 * WAIT}], indirect=True)
 def test_client_past_max_clients_is_told_busy(good: Good, stack: ExitStack) -> None:
     running = good.running
     others = [stack.enter_context(Client(good.path)) for _ in range(srv.MAX_CLIENTS - 1)]
+    for other in others:
+        assert other.call("subscribe") == {"seq": 0}
     assert running.call(lambda: running.server.clients) == srv.MAX_CLIENTS
     with pytest.raises(ApiError) as info:
         Client(good.path).connect()
@@ -407,6 +419,121 @@ def test_client_past_max_clients_is_told_busy(good: Good, stack: ExitStack) -> N
     wait_until(lambda: running.call(lambda: running.server.clients) == srv.MAX_CLIENTS - 1, "a slot to free up")
     with Client(good.path) as late:
         assert late.call("ping") == {"pong": True}
+
+
+def helloed(path: str, stack: ExitStack) -> tuple[socket.socket, Reader]:
+    sock = raw(path, stack)
+    sock.sendall(hello())
+    reader = Reader(sock)
+    assert reader.read(1)[0]["ok"] is True
+    return sock, reader
+
+
+IDLE = 0.2  # a short idle timeout for the tests of it
+
+
+def test_idle_client_is_closed_after_the_idle_timeout_but_a_subscriber_is_not(
+        start: Callable[..., Running], stack: ExitStack) -> None:
+    running = start(idle_timeout=IDLE)
+    _, idle = helloed(running.path, stack)
+    began = time.monotonic()
+    _, pushes = subscribe_raw(running.path, stack)
+    assert idle.until_closed() == []
+    assert IDLE * 0.75 <= time.monotonic() - began < WAIT
+    # The timeout counts from the last request, not from hello: a client that keeps asking stays.
+    asking, answers = helloed(running.path, stack)
+    since, n = time.monotonic(), 0
+    while time.monotonic() - since < 2 * IDLE:
+        n += 1
+        asking.sendall(p.encode(p.request("ping", n)))
+        assert answers.read(1) == [{"id": n, "ok": True, "result": {"pong": True}}]
+        time.sleep(IDLE / 4)  # the pace of the client under test, not a wait for the server
+    # Subscribed more than three timeouts ago, and still served.
+    running.call(running.server.publish_snapshot, {"n": 1})
+    assert pushes.read(1) == [{"event": "snapshot", "seq": 1, "data": {"n": 1}}]
+    assert running.call(lambda: running.server.clients) == 2
+
+
+def test_full_table_of_idle_clients_makes_room_by_closing_the_longest_silent(
+        start: Callable[..., Running], owner: Owner, stack: ExitStack) -> None:
+    running = start(evict_after=0)
+    idle = [helloed(running.path, stack) for _ in range(srv.MAX_CLIENTS)]
+    assert running.call(lambda: running.server.clients) == srv.MAX_CLIENTS
+    first, first_reader = idle[0]
+    first.sendall(p.encode(p.request("ping", 2)))  # now idle[1] has been silent the longest
+    assert first_reader.read(1)[0]["result"] == {"pong": True}
+    with Client(running.path) as newcomer:
+        assert newcomer.call("status") == {"calls": 1}
+        [evicted] = idle[1][1].until_closed()
+        assert (evicted["id"], code_of(evicted)) == (p.NO_ID, p.BUSY)
+        assert running.call(lambda: running.server.clients) == srv.MAX_CLIENTS
+        for sock, reader in (idle[0], idle[2], idle[-1]):
+            sock.sendall(p.encode(p.request("ping", 3)))
+            assert reader.read(1)[0] == {"id": 3, "ok": True, "result": {"pong": True}}
+
+
+def test_full_table_of_subscribers_or_recent_clients_still_answers_busy(
+        start: Callable[..., Running], sockdir: str, stack: ExitStack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger=srv.__name__)
+    subscribers = start(os.path.join(sockdir, "subscribers"), evict_after=0, max_clients=3)
+    for _ in range(3):
+        subscribe_raw(subscribers.path, stack)
+    recent = start(os.path.join(sockdir, "recent"), evict_after=100 * WAIT, max_clients=2)
+    for _ in range(2):
+        helloed(recent.path, stack)
+    for running in (subscribers, recent, subscribers):
+        with pytest.raises(ApiError) as info:
+            Client(running.path).connect()
+        assert info.value.code == p.BUSY
+    assert (subscribers.call(lambda: subscribers.server.refused), recent.call(lambda: recent.server.refused)) == (2, 1)
+    # One warning per server, not one per refused client.
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["refusing new clients"] * 2
+
+
+def test_closed_connections_are_freed_without_the_garbage_collector(
+        start: Callable[..., Running], stack: ExitStack) -> None:
+    """The daemon runs the collector rarely: anything a closed connection keeps in a reference cycle
+    (it, its transport, timers, bound methods) would pile up with connection churn."""
+    running = start()
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        plain = stack.enter_context(Client(running.path))
+        assert plain.call("ping") == {"pong": True}
+        reset, _ = helloed(running.path, stack)
+        reset.sendall(p.encode(p.request("ping", 2)))
+        # Close with the pong unread: the server sees the connection reset.
+        assert reset.recv(64, socket.MSG_PEEK), "the pong arrived"
+        reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        refs = running.call(lambda: [(weakref.ref(c), weakref.ref(c.transport)) for c in running.server._conns])
+        assert len(refs) == 2
+        plain.close()
+        reset.close()
+        wait_until(lambda: running.call(lambda: running.server.clients) == 0, "both connections to end")
+        assert [(conn(), transport()) for conn, transport in refs] == [(None, None), (None, None)]
+        assert running.call(lambda: running.server.lost) == 1
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def test_a_vanished_peer_is_not_written_to(start: Callable[..., Running], stack: ExitStack,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """asyncio counts writes to a transport whose peer is gone and logs a warning for each past the
+    fifth; a client that sends many requests and leaves must cost no log line per reply."""
+    caplog.set_level(logging.WARNING)
+    running = start()
+    sock = raw(running.path, stack)
+    wait_until(lambda: running.call(lambda: running.server.clients) == 1, "the connection to be accepted")
+    gate = threading.Event()
+    running.loop.call_soon_threadsafe(gate.wait, WAIT)  # hold the loop until the client is gone
+    sock.sendall(hello() + b"".join(p.encode(p.request("ping", n)) for n in range(2, 30)))
+    sock.close()
+    gate.set()
+    wait_until(lambda: running.call(lambda: running.server.clients) == 0, "the connection to end")
+    assert [r.getMessage() for r in caplog.records] == []
+    assert running.call(lambda: running.server.lost) == 1
 
 
 # 3. Pushes
@@ -490,6 +617,40 @@ def test_shutdown_permission_check() -> None:
     a, b = socket.socketpair(socket.AF_UNIX)
     with a, b:
         assert peer_credentials(a) == (os.getpid(), os.getuid(), os.getgid())
+
+
+def test_ops_read_the_daemon_state_at_each_call() -> None:
+    """The daemon replaces its monitor on reload and its source on reopen: ops must not keep old ones."""
+    current = {"monitor": Monitor(CoreConfig()), "clients": 3}
+    stops: list[bool] = []
+    ops = Ops(DaemonState(file="/var/log/access.log", started_at=1000.0, monitor=lambda: current["monitor"],
+                          file_status=lambda: {"path": "/var/log/access.log", "offset": 7},
+                          clients=lambda: current["clients"], stop=lambda: stops.append(True)))
+    assert ops.hello_info() == {"file": "/var/log/access.log"}
+    st = ops.call("status", {}, os.geteuid())
+    assert (st["lines"], st["clients"], st["file"], st["started_at"]) == (0, 3, {"path": "/var/log/access.log",
+                                                                               "offset": 7}, 1000.0)
+    assert st["pid"] == os.getpid() and st["process"]["rss_bytes"] > 1_000_000
+    replaced = Monitor(CoreConfig())
+    replaced.feed(csv_line(T0).encode() + csv_line(T0, 1).encode())
+    current.update(monitor=replaced, clients=4)
+    st = ops.call("status", {}, None)
+    assert (st["lines"], st["clients"]) == (2, 4)
+    assert ops.tick()["status"]["lines"] == 2
+    assert ops.call("alerts", {"since": 0}, None) == {"events": []}
+    for bad in ("1", True, 1.5):
+        with pytest.raises(ApiError) as info:
+            ops.call("alerts", {"since": bad}, None)
+        assert info.value.code == p.BAD_REQUEST
+    for uid in (None, os.geteuid() + 4242):
+        with pytest.raises(ApiError) as info:
+            ops.call("shutdown", {}, uid)
+        assert info.value.code == p.PERMISSION
+    assert stops == []
+    assert ops.call("shutdown", {}, os.geteuid()) == {} and stops == [True]
+    with pytest.raises(ApiError) as info:
+        ops.call("frobnicate", {}, 0)
+    assert info.value.code == p.UNKNOWN_OP and "frobnicate" in info.value.message
 
 
 # 5. Start and stop

@@ -1,0 +1,98 @@
+"""Every request the socket API answers, in one place (as supervisor keeps all of its XML-RPC
+methods in one rpcinterface): what ping, status, stats, alerts and shutdown reply, what hello
+adds, and the snapshot pushed each second.
+
+The server (logmond.server) owns connections, framing, limits, the hello handshake and the
+subscribe stream, and calls `Ops.call()` for everything else. Ops sees the daemon only through
+DaemonState, so that either side can change, and be tested, without the other.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import psutil
+
+from logmond.core import replies
+from logmond.core.monitor import Monitor
+from shared.protocol import BAD_REQUEST, PERMISSION, UNKNOWN_OP, ApiError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DaemonState:
+    """What the ops may see of the daemon, and the one thing they may ask of it. Read through
+    callables because reload and reopen replace the monitor and the source: each call sees the
+    current ones."""
+
+    file: str                                   # the log, as configured (hello)
+    started_at: float                           # time.time() when the daemon started
+    monitor: Callable[[], Monitor]
+    file_status: Callable[[], dict[str, Any]]   # the followed file: path, device, inode, offset, size
+    clients: Callable[[], int]                  # connections served right now
+    stop: Callable[[], None]                    # ask the daemon to stop (it does so after this loop turn)
+
+
+def shutdown_allowed(uid: int | None) -> bool:
+    """Only root and the daemon's own user may stop it; group members may only read."""
+    return uid is not None and uid in (0, os.geteuid())
+
+
+class Ops:
+    """The request/reply operations, answered from the daemon's state; ApiError for a client's mistake."""
+
+    def __init__(self, state: DaemonState) -> None:
+        self.state = state
+        self._process = psutil.Process()
+        self._figures = self._measure()
+
+    def hello_info(self) -> dict[str, Any]:
+        """What hello tells a client besides the protocol, version and pid the server adds."""
+        return {"file": self.state.file}
+
+    def call(self, op: str, args: dict[str, Any], peer_uid: int | None) -> dict[str, Any]:
+        """The result of one request; peer_uid is the caller's uid as the kernel saw it (SO_PEERCRED)."""
+        if op == "ping":
+            return {"pong": True}
+        if op == "status":
+            return self.status()
+        if op == "stats":
+            return replies.stats(self.state.monitor())
+        if op == "alerts":
+            return replies.alerts(self.state.monitor(), _since(args))
+        if op == "shutdown":
+            if not shutdown_allowed(peer_uid):
+                raise ApiError(PERMISSION, f"only root or uid {os.geteuid()} may stop logmond")
+            log.info("shutdown requested by uid %d", peer_uid)
+            self.state.stop()
+            return {}
+        raise ApiError(UNKNOWN_OP, f"unknown op {op!r}: try status, stats, alerts, subscribe, ping")
+
+    def status(self) -> dict[str, Any]:
+        """The `status` reply, with the process figures of the last tick."""
+        return replies.status(self.state.monitor(), pid=os.getpid(), started_at=self.state.started_at,
+                              now=time.time(), file=self.state.file_status(), process=self._figures,
+                              clients=self.state.clients())
+
+    def tick(self) -> dict[str, Any]:
+        """Once a second: measure the process anew and return the snapshot to push to subscribers."""
+        self._figures = self._measure()
+        return replies.push(self.status(), self.state.monitor())
+
+    def _measure(self) -> dict[str, Any]:
+        """Once a tick, so that CPU % is over the last second whoever asks in between."""
+        with self._process.oneshot():
+            return {"rss_bytes": self._process.memory_info().rss,
+                    "cpu_percent": self._process.cpu_percent(None),
+                    "open_fds": self._process.num_fds()}
+
+
+def _since(args: dict[str, Any]) -> int | None:
+    since = args.get("since")
+    if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
+        raise ApiError(BAD_REQUEST, "'since' must be an alert id (integer)")
+    return since
