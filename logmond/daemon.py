@@ -22,7 +22,7 @@ from logmond.core.monitor import Monitor
 from logmond.core.settings import CoreConfig
 from logmond.notify import Notifier
 from logmond.ops import DaemonState, Ops
-from logmond.replay import Replayer
+from logmond.replay import ReplayClock, Replayer
 from logmond.server import AlreadyRunning, Server
 from logmond.source import Clock, Source
 from logmond.tail import Follower, Position
@@ -57,21 +57,21 @@ class Store(Protocol):
     def set_aside(self, why: str) -> None: ...
 
 
-# (the monitor, positions to resume, read a new file from its start?) -> the source and its clock.
-Opener = Callable[[Monitor, Sequence[Position], bool], tuple[Source, Clock]]
+# (the monitor, positions to resume, read a new file from its start?) -> the source.
+Opener = Callable[[Monitor, Sequence[Position], bool], Source]
 
 
 class Daemon:
-    def __init__(self, settings: Settings, core: CoreConfig, open_source: Opener, store: Store,
+    def __init__(self, settings: Settings, core: CoreConfig, open_source: Opener, clock: Clock, store: Store,
                  reload: Callable[[], CoreConfig] | None = None) -> None:
         self.settings = settings
         self.core = core
         self._open_source = open_source
+        self.clock = clock
         self.store = store
         self._reload = reload
         self.monitor = Monitor(core)
         self.source: Source | None = None
-        self.clock: Clock | None = None
         self.notifier = Notifier()
         self.started_at = time.time()
         self.server: Server | None = None
@@ -89,7 +89,7 @@ class Daemon:
         # A checkpoint that followed no file (the log was absent) means whatever is there now is
         # new since: read it from its start.
         from_start = self.settings.from_start or resume == []
-        self.source, self.clock = self._open_source(self.monitor, resume or (), from_start)
+        self.source = self._open_source(self.monitor, resume or (), from_start)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -190,9 +190,8 @@ class Daemon:
     def _ingest(self, data: bytes) -> None:
         if not data:
             return
-        assert self.clock is not None
         before = self.monitor.clock
-        for event in self.monitor.feed(data):
+        for event in self.monitor.feed(data, horizon=self.clock.horizon(time.time())):
             self._emit(event)
         if self.monitor.clock is not None and self.monitor.clock != before:
             self.clock.observe(self.monitor.clock, time.time())
@@ -215,7 +214,7 @@ class Daemon:
 
     def _second(self) -> None:
         """Live clock, safety check, checkpoint, snapshot."""
-        assert self.source is not None and self.server is not None and self.clock is not None
+        assert self.source is not None and self.server is not None
         now = self.clock.now(time.time())
         if now is not None:
             for event in self.monitor.advance(now):
@@ -257,7 +256,7 @@ class Daemon:
         try:
             positions = [Position.from_state(p) for p in state["positions"]]
             if state["core"] == _core_key(self.core):
-                self.monitor.load(state["monitor"])
+                self.monitor.load(state["monitor"], horizon=self.clock.horizon(time.time()))
             else:
                 log.warning("monitoring settings changed since the checkpoint: windows and totals start afresh")
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -317,10 +316,10 @@ def _core_key(core: CoreConfig) -> list[Any]:
 
 
 def _follow(path: str) -> Opener:
-    """The live wiring: the follower, paced by inotify, and the live clock."""
-    def open_source(monitor: Monitor, resume: Sequence[Position], from_start: bool) -> tuple[Source, Clock]:
+    """The live wiring: the follower, woken by inotify (its clock is the LiveClock)."""
+    def open_source(monitor: Monitor, resume: Sequence[Position], from_start: bool) -> Source:
         try:
-            return Follower(path, resume=resume, from_start=from_start), LiveClock()
+            return Follower(path, resume=resume, from_start=from_start)
         except (FileNotFoundError, NotADirectoryError):
             raise OperatorError(f"the directory of {path} does not exist: create it or fix --file") from None
         except PermissionError:
@@ -332,14 +331,13 @@ def _follow(path: str) -> Opener:
     return open_source
 
 
-def _replay(path: str, speed: float) -> Opener:
-    """--replay: the file paced by its own timestamps, its own clock."""
-    def open_source(monitor: Monitor, resume: Sequence[Position], from_start: bool) -> tuple[Source, Clock]:
+def _replay(path: str, speed: float, clock: ReplayClock) -> Opener:
+    """--replay: the file paced by its own timestamps, moving the replay's clock."""
+    def open_source(monitor: Monitor, resume: Sequence[Position], from_start: bool) -> Source:
         try:
-            replayer = Replayer(path, speed, time.time(), monitor.decide_format)
+            return Replayer(path, speed, time.time(), monitor.decide_format, clock)
         except OSError as exc:
             raise OperatorError(f"cannot replay {path}: {exc.strerror}") from None
-        return replayer, replayer
     return open_source
 
 
@@ -348,9 +346,11 @@ def serve(settings: Settings, core: CoreConfig, reload: Callable[[], CoreConfig]
     logging.basicConfig(level=logging.INFO, format="logmond: %(levelname)s %(message)s")
     logging.getLogger("pyinotify").handlers.clear()
     if settings.replay_speed is None:
-        daemon = Daemon(settings, core, _follow(settings.file), Checkpoints(settings.state_dir), reload)
+        daemon = Daemon(settings, core, _follow(settings.file), LiveClock(), Checkpoints(settings.state_dir), reload)
     else:
-        daemon = Daemon(settings, core, _replay(settings.file, settings.replay_speed), NoCheckpoints(), reload)
+        clock = ReplayClock()
+        daemon = Daemon(settings, core, _replay(settings.file, settings.replay_speed, clock), clock,
+                        NoCheckpoints(), reload)
     try:
         daemon.prepare()
         return asyncio.run(daemon.run())

@@ -20,8 +20,27 @@ READ_SIZE = 256 * 1024
 REPLAY_STEP = 0.1
 
 
+class ReplayClock:
+    """The `source.Clock` of a replay: log time is how far the replayer has released lines."""
+
+    def __init__(self) -> None:
+        self.released: int | None = None
+
+    def now(self, wall: float) -> int | None:
+        """The log second up to which lines have been released: never ahead of them, so that a
+        fast replay cannot close a second before its lines are out."""
+        return self.released
+
+    def observe(self, log_second: int, wall: float) -> None:
+        """The replay's clock is its own pacing: what the lines say changes nothing."""
+
+    def horizon(self, wall: float) -> int | None:
+        """An old log replayed: its lines carry no relation to this machine's clock."""
+        return None
+
+
 class Replayer:
-    """A `source.Source` for the daemon, like the follower, and the `source.Clock` of the replay.
+    """A `source.Source` for the daemon, like the follower, that moves its ReplayClock.
 
     `decide_format(sample)` is the monitor's: the replayer must read each line's time before the
     monitor sees the line, in the format the monitor settles on.
@@ -29,7 +48,9 @@ class Replayer:
 
     poll_interval = REPLAY_STEP
 
-    def __init__(self, path: str, speed: float, wall0: float, decide_format: Callable[[bytes], str]) -> None:
+    def __init__(self, path: str, speed: float, wall0: float, decide_format: Callable[[bytes], str],
+                 clock: ReplayClock | None = None) -> None:
+        self.clock = clock or ReplayClock()
         self.path = path
         self.speed = speed
         self.wall0 = wall0
@@ -39,7 +60,6 @@ class Replayer:
         self._format: str | None = None
         self._queue: deque[tuple[int | None, bytes]] = deque()
         self._first: int | None = None
-        self._released: int | None = None
         self._eof = False
         self.offset = 0
 
@@ -49,18 +69,6 @@ class Replayer:
 
     def _at(self, wall: float) -> int | None:
         return None if self._first is None else self._first + int((wall - self.wall0) * self.speed)
-
-    def now(self, wall: float) -> int | None:
-        """The log second up to which lines have been released: never ahead of them, so that a
-        fast replay cannot close a second before its lines are out."""
-        return self._released
-
-    def observe(self, log_second: int, wall: float) -> None:
-        """The replay's clock is its own pacing: what the lines say changes nothing."""
-
-    def horizon(self, wall: float) -> int | None:
-        """An old log replayed: its lines carry no relation to this machine's clock."""
-        return None
 
     def fileno(self) -> None:
         """No file descriptor to wait on: the owner calls read() every poll_interval."""
@@ -100,7 +108,7 @@ class Replayer:
             size += len(line)
             self.offset += len(line)
         # Everything due is out: the log clock may move on to the replayed time.
-        self._released = self._at(wall)
+        self.clock.released = self._at(wall)
         return b"".join(out)
 
     def _fill(self) -> bool:

@@ -1,7 +1,7 @@
 """The two small interfaces the daemon runs on: where lines come from, and what log time it is.
 
-The follower (tail.py, with the live clock of clock.py) and the replayer (replay.py, its own
-clock) both implement them, so the daemon wires either without knowing which it has.
+The follower (tail.py, with the live clock of clock.py) and the replayer (replay.py, with its
+ReplayClock) implement them, so the daemon wires either without knowing which it has.
 """
 from __future__ import annotations
 

@@ -153,8 +153,22 @@ def test_watch_and_top_hand_the_resolved_socket_to_the_viewer(monkeypatch):
 
 
 def ctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "logmonctl", *args], capture_output=True, text=True,
-                          timeout=30, env={**os.environ, **(env or {})})
+    return ctls(args, env=env)[0]
+
+
+def ctls(*runs: tuple[str, ...], env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess]:
+    """Independent logmonctl runs (none changes the daemon), side by side: their results in order."""
+    procs = [subprocess.Popen([sys.executable, "-m", "logmonctl", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+             for args in runs]
+    try:
+        outputs = [p.communicate(timeout=30) for p in procs]
+        return [subprocess.CompletedProcess(p.args, p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
 
 
 def read_line(proc: subprocess.Popen, timeout: float = 20) -> str:
@@ -214,23 +228,26 @@ def history(logmond, short_tmp):
 
 
 def test_alerts_print_the_history_in_the_alert_format_oldest_first(history):
-    out = ctl("alerts", "--socket", history.socket)
+    out, as_json, since, none_after = ctls(
+        ("alerts", "--socket", history.socket), ("--socket", history.socket, "alerts", "--json"),
+        ("alerts", "--since", "2", "--socket", history.socket),
+        ("alerts", "--since", "4", "--json", "--socket", history.socket))
     assert (out.returncode, out.stdout.splitlines(), out.stderr) == (0, BACKLOG_ALERTS, "")
     events = history.call("alerts")["events"]
     assert [alert_message(e) for e in events] == BACKLOG_ALERTS
-    as_json = ctl("--socket", history.socket, "alerts", "--json")
     assert as_json.returncode == 0 and [json.loads(line) for line in as_json.stdout.splitlines()] == events
     assert [e["id"] for e in events] == [1, 2, 3, 4]
-    since = ctl("alerts", "--since", "2", "--socket", history.socket)
     assert since.stdout.splitlines() == BACKLOG_ALERTS[2:]
-    assert ctl("alerts", "--since", "4", "--json", "--socket", history.socket).stdout == ""
+    assert none_after.stdout == ""
 
 
 def test_follow_prints_the_history_after_since_first(history):
     follow = subprocess.Popen([sys.executable, "-m", "logmonctl", "alerts", "-f", "--json", "--since", "3",
                                "--socket", history.socket], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = read_line(follow)
-    time.sleep(1.5)  # a snapshot or two go by: they repeat the recent alerts, which must not print again
+    # Snapshots repeat the recent alerts, which must not print again: the one the follower gets
+    # as it subscribes, then two more published to every subscriber (one a second later at least).
+    history.snapshots(2)
     follow.send_signal(signal.SIGINT)
     out, err = follow.communicate(timeout=10)
     assert (follow.returncode, json.loads(first), out, err) == (0, history.call("alerts")["events"][3], "", "")
@@ -261,8 +278,9 @@ def test_stats_prints_the_last_summary_and_the_rollup_as_tables(history):
     i = lines.index("status hits share")
     assert lines[i + 1:i + 3] == ["2xx 548 90.1%", "5xx 60 9.9%"]
     assert "GET 608 100.0%" in lines
-    assert lines.index("Timeframe: 2019-02-07T21:02:00Z .. 2019-02-07T21:12:00Z (10m00s)") > i
-    assert lines.count("hits 620 (1.03/s)") == 1  # the rollup: every parsed line but the one at T0+120
+    # The rollup covers the data it has seen: from the first block, not the whole timeframe.
+    assert lines.index("Timeframe: 2019-02-07T21:10:00Z .. 2019-02-07T21:12:00Z (2m00s)") > i
+    assert lines.count("hits 620 (5.17/s)") == 1  # the rollup: every parsed line but the one at T0+120
 
 
 def test_status_and_check_without_alert_exit_0(logmond, short_tmp):
@@ -305,7 +323,7 @@ def test_a_firing_alert_exits_2_and_reaches_a_follower_as_it_happens(logmond, sh
     d = logmond("--alert-window", "10", "--threshold", "1", "--lateness", "0").start()
     follow = subprocess.Popen([sys.executable, "-m", "logmonctl", "alerts", "--follow", "--socket", d.socket],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    writer = Writer(log)
+    writer = Writer(log, rate=100)  # over the threshold within the first second
     try:
         wait_for(lambda: d.status()["clients"] >= 2, what="the follower to connect")
         assert d.call("alerts")["events"] == []
@@ -337,8 +355,8 @@ def test_a_firing_alert_exits_2_and_reaches_a_follower_as_it_happens(logmond, sh
 
 def test_no_daemon_exits_3_naming_the_socket(short_tmp):
     missing = str(short_tmp / "none.sock")
-    for command in ("status", "stats", "alerts", "check"):
-        out = ctl(command, "--socket", missing)
+    commands = ("status", "stats", "alerts", "check")
+    for command, out in zip(commands, ctls(*[(command, "--socket", missing) for command in commands])):
         assert out.returncode == 3, command
         assert out.stderr == f"logmonctl: no logmond socket at {missing}: is logmond running? " \
                              "start it with `systemctl start logmond`\n"
@@ -401,11 +419,10 @@ def test_ctrl_c_exits_130_quietly_and_a_foreign_protocol_exits_3(short_tmp):
 
 
 def test_bad_usage_exits_64_with_one_line(short_tmp):
-    none = ctl()
+    bad = (["status", "--bogus"], ["alerts", "--since", "x"], ["frobnicate"], ["check", "--json"])
+    none, version, *outs = ctls((), ("--version",), *[(*args, "--socket", str(short_tmp / "none.sock")) for args in bad])
     assert none.returncode == 64 and none.stdout == "" and "usage: logmonctl" in none.stderr
-    for args in (["status", "--bogus"], ["alerts", "--since", "x"], ["frobnicate"], ["check", "--json"]):
-        out = ctl(*args, "--socket", str(short_tmp / "none.sock"))
+    for args, out in zip(bad, outs):
         assert out.returncode == 64, args
         assert out.stderr.count("\n") == 1 and re.fullmatch(r"logmonctl: .+ \(see --help\)\n", out.stderr), out.stderr
-    version = ctl("--version")
     assert (version.returncode, version.stdout) == (0, "logmonctl 0.1.0\n")

@@ -140,3 +140,17 @@ def test_sigterm_right_after_a_status_call_and_a_new_file_is_clean(logmond, shor
             f.write(csv_line(int(time.time()), attempt))
         assert d.stop() == 0, d.stderr()
     assert "Traceback" not in d.stderr() and "closed Follower" not in d.stderr()
+
+
+def test_a_live_line_dated_far_ahead_of_this_machine_is_malformed_clock(logmond, short_tmp):
+    """Live, the log cannot be from the future: the line is refused at once, the clock stays."""
+    log = short_tmp / "access.log"
+    log.write_text("")
+    d = logmond().start()
+    now = int(time.time())
+    with open(log, "a") as f:
+        # 1,000 s ahead: within what a jump in the log may be, beyond what this clock allows.
+        f.write(csv_line(now, 0) + csv_line(now + 1000, 1) + csv_line(now, 2))
+    st = d.wait_lines(3, timeout=5)
+    assert (st["lines"], st["parsed"], st["malformed"], st["late"]) == (3, 2, 1, 0)
+    assert abs(st["clock"] - now) <= 2

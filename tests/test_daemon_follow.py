@@ -8,10 +8,8 @@ import contextlib
 import os
 import shutil
 import signal
-import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 import msgpack
 import pytest
@@ -20,69 +18,8 @@ from conftest import Logmond, csv_line, wait_for
 
 # Live mode with nothing late: lines carry the wall time and may be this far out of order.
 LIVE = ("--lateness", "30", "--threshold", "1000000")
-
-
-class Writer:
-    """A web server's access log writer: one O_APPEND descriptor, one write() per line, lines at
-    wall time, paced by short sleeps. reopen() is what a server does after a rotation signal."""
-
-    def __init__(self, path: Path, pace: float = 0.003) -> None:
-        self.path = path
-        self.pace = pace
-        self.written = 0
-        self._lock = threading.Lock()
-        self._fd = self._open()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                os.write(self._fd, csv_line(int(time.time()), self.written).encode())
-                self.written += 1
-            time.sleep(self.pace)
-
-    def start(self) -> Writer:
-        _RUNNING.append(self)
-        self._thread.start()
-        return self
-
-    def more(self, n: int) -> None:
-        """Wait until n more lines have been written (through whatever descriptor it holds)."""
-        target = self.written + n
-        wait_for(lambda: self.written >= target, 10, f"the writer to write {n} more lines")
-
-    def reopen(self) -> None:
-        with self._lock:
-            os.close(self._fd)
-            self._fd = self._open()
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        with self._lock:
-            yield
-
-    def stop(self) -> int:
-        if not self._stop.is_set():
-            self._stop.set()
-            self._thread.join(timeout=10)
-            assert not self._thread.is_alive()
-            os.close(self._fd)
-        return self.written
-
-
-_RUNNING: list[Writer] = []
-
-
-@pytest.fixture(autouse=True)
-def _stop_writers() -> Iterator[None]:
-    """A test that fails half-way leaves no writer running."""
-    yield
-    while _RUNNING:
-        _RUNNING.pop().stop()
+# Lines a second from the writer (conftest.Writer: one O_APPEND descriptor, one write per line).
+RATE = 2000
 
 
 def held_files(pid: int) -> list[str]:
@@ -106,11 +43,11 @@ def assert_exactly(d: Logmond, written: int) -> dict:
     return st
 
 
-def test_rename_and_create_rotation_while_writing(logmond, short_tmp):
+def test_rename_and_create_rotation_while_writing(logmond, short_tmp, writer):
     log = short_tmp / "access.log"
     log.write_text("".join(csv_line(int(time.time()), i) for i in range(20)))
     d = logmond("--from-start", *LIVE).start()
-    w = Writer(log).start()
+    w = writer(log, rate=RATE).start()
     w.more(200)
     for rotation in (1, 2):
         d.wait_lines(100)
@@ -127,10 +64,10 @@ def test_rename_and_create_rotation_while_writing(logmond, short_tmp):
     assert st["file"]["offset"] == st["file"]["size"] == log.stat().st_size
 
 
-def test_copytruncate_rotation_while_writing(logmond, short_tmp):
+def test_copytruncate_rotation_while_writing(logmond, short_tmp, writer):
     log = short_tmp / "access.log"
     d = logmond("--from-start", *LIVE)
-    w = Writer(log).start()  # creates the file before logmond starts
+    w = writer(log, rate=RATE).start()  # creates the file before logmond starts
     w.more(10)
     d.start()
     w.more(200)
@@ -147,17 +84,18 @@ def test_copytruncate_rotation_while_writing(logmond, short_tmp):
     st = assert_exactly(d, written)
     assert st["file"]["inode"] == inode == log.stat().st_ino
     assert st["file"]["offset"] == st["file"]["size"] == log.stat().st_size
-    # Nothing more turns up once the safety check (every 2 s: fingerprints compared again) has
-    # looked at the file: there is no event to wait on, so let more than one period pass.
-    wait_for(lambda: d.status()["uptime"] > st["uptime"] + 2.5, 10, "a safety check")
+    # Nothing more turns up once the safety check (fingerprints compared again) has looked at the
+    # file. It runs at the first tick 2 s after the last one, so within any 3 ticks: wait for the
+    # daemon to publish 3 snapshots (each the end of a tick's work).
+    d.snapshots(3)
     assert d.status()["lines"] == written
 
 
-def test_delete_and_recreate_while_writing(logmond, short_tmp):
+def test_delete_and_recreate_while_writing(logmond, short_tmp, writer):
     log = short_tmp / "access.log"
     log.write_text("")
     d = logmond(*LIVE).start()  # an empty file: from its end is from its start
-    w = Writer(log).start()
+    w = writer(log, rate=RATE).start()
     w.more(200)
     for _ in (1, 2):
         d.wait_lines(100)
@@ -173,14 +111,14 @@ def test_delete_and_recreate_while_writing(logmond, short_tmp):
     assert st["file"]["inode"] == os.stat(log).st_ino
 
 
-def test_absent_file_is_waited_for_and_read_from_its_start(logmond, short_tmp):
+def test_absent_file_is_waited_for_and_read_from_its_start(logmond, short_tmp, writer):
     log = short_tmp / "access.log"
     d = logmond(*LIVE).start()  # no --from-start: a file that appears is new, read whole
     st = d.status()
     assert st["lines"] == 0
     assert st["file"] == {"path": str(log), "device": None, "inode": None, "offset": None, "size": None}
     assert d.proc.poll() is None
-    w = Writer(log).start()  # creates it and writes at once
+    w = writer(log, rate=RATE).start()  # creates it and writes at once
     w.more(300)
     written = w.stop()
     st = assert_exactly(d, written)
@@ -249,11 +187,11 @@ def test_restart_across_a_rotation_while_stopped_counts_exactly_once(logmond, sh
     assert_exactly(second, 85)
 
 
-def test_crash_while_writing_counts_exactly_once_after_restart(logmond, short_tmp):
+def test_crash_while_writing_counts_exactly_once_after_restart(logmond, short_tmp, writer):
     log = short_tmp / "access.log"
     log.write_text("")
     d = logmond(*LIVE).start()
-    w = Writer(log).start()
+    w = writer(log, rate=RATE).start()
     w.more(300)
     d.wait_lines(200)
     wait_for(lambda: (short_tmp / "state" / "checkpoint.msgpack").exists(), 5, "a checkpoint")

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logmond.core import batch
-from logmond.core.batch import Chunk, Counts, fast_chunk, slow_chunk
-from logmond.core.parse import CSV_HEADER, FORMATS, MAX_LINE
+from logmond.core import batch, monitor
+from logmond.core.batch import JUMP_CONFIRM, MAX_JUMP, Chunk, Counts, fast_chunk, slow_chunk
+from logmond.core.monitor import CoreConfig, Monitor
+from logmond.core.parse import CSV_HEADER, FORMATS, MAX_BYTES_PER_LINE, MAX_LINE, R_BYTES, R_CLOCK
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 BLOCK_FIELDS = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "methods", "hosts")
@@ -43,9 +44,12 @@ def requests(draw):
 valid_status = st.integers(100, 599).map(str)
 bad_status = st.sampled_from(["600", "099", "abc", "99", "1000", "٢٠٠", "", "-", "2O0", " 200"])
 statuses = st.one_of(valid_status, valid_status, valid_status, bad_status)
-valid_bytes = st.one_of(st.integers(0, 10**12).map(str), st.just("-"), st.just("0"))
-bad_bytes = st.sampled_from(["abc", "-1", "1.5", "١٢", "", "--", "12k", "9" * 19])
-sizes = st.one_of(valid_bytes, valid_bytes, valid_bytes, bad_bytes)
+valid_bytes = st.one_of(st.integers(0, 10**12).map(str), st.just("-"), st.just("0"),
+                        st.just(str(MAX_BYTES_PER_LINE)))
+bad_bytes = st.sampled_from(["abc", "-1", "1.5", "١٢", "", "--", "12k", "9" * 19, "9" * 13, "9" * 18,
+                             str(MAX_BYTES_PER_LINE + 1)])
+# Zero-padded past the fast pattern's 13 digits: valid for the reference parser, the fast path declines.
+sizes = st.one_of(valid_bytes, valid_bytes, valid_bytes, bad_bytes, st.just("0" * 17 + "1"))
 tz_offsets = st.sampled_from(["+0000", "-0700", "+0530", "+1400", "-1200", "+0100"])
 nasty_chars = st.sampled_from(['"', ",", '\\"', "\\", "\r", "\x00", "١", "é", " ", "[", "]", "\t",
                                "\ufeff", "\u2028", "\x85", "'", "-", "0", '""'])
@@ -335,3 +339,102 @@ def test_kinds_cache_across_chunks(fmt, cache):
         chunks.append(("\n".join(lines) + "\n").encode())
     results = check(fmt, chunks, None, 5, 10, False, cache)
     assert None not in results
+
+
+# -- the clock guard and the bytes bound -------------------------------------------------------------
+
+BOUND = 5 + MAX_JUMP
+
+
+def lines_at(fmt: str, times: list[int]) -> bytes:
+    return "".join(clean_example_line(fmt, t, i) + "\n" for i, t in enumerate(times)).encode()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("clock", [None, BASE_MIN + 100])
+@pytest.mark.parametrize("far", [BOUND + 1, 10**8, -BOUND - 1])
+def test_fast_path_declines_a_jump(fmt, clock, far):
+    times = [BASE_MIN + 100 + i // 3 for i in range(40)]
+    times[20] += far
+    assert check(fmt, [lines_at(fmt, times)], clock, 5, 10) == [None]
+    chunk = slow_chunk(lines_at(fmt, times), fmt, Counts(10), clock, 5)
+    # Refuted by the line after it: ahead, malformed `clock`; behind, late.
+    assert (chunk.lines, chunk.parsed, chunk.groups) == (40, 39 + (far < 0), [])
+    assert chunk.malformed == ([(R_CLOCK, clean_example_line(fmt, times[20], 20))] if far > 0 else [])
+    assert chunk.late == (far < 0)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fast_path_takes_a_long_run_without_a_jump(fmt):
+    # 40 lines a bound apart each: the run spans 40 bounds, but no line jumps from the one before.
+    times = [BASE_MIN + 100 + BOUND * i for i in range(40)]
+    [chunk] = check(fmt, [lines_at(fmt, times)], None, 5, 10)
+    assert chunk is not None and chunk.clock == times[-1]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fast_path_respects_the_horizon(fmt):
+    times = [BASE_MIN + 100 + i // 3 for i in range(40)]
+    text = lines_at(fmt, times).decode()
+    assert fast_chunk(text, fmt, Counts(10), None, 5, horizon=times[-1] - 1) is None
+    assert fast_chunk(text, fmt, Counts(10), None, 5, horizon=times[-1]) is not None
+    chunk = slow_chunk(text.encode(), fmt, Counts(10), None, 5, horizon=times[-1] - 1)
+    assert (chunk.parsed, [r for r, _ in chunk.malformed]) == (39, [R_CLOCK])   # the 40th is alone in its second
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("size, taken", [(MAX_BYTES_PER_LINE, True), (MAX_BYTES_PER_LINE + 1, False),
+                                         (10**13 - 1, False), (10**17, False)])
+def test_fast_path_bytes_bound_as_the_reference_parser(fmt, size, taken):
+    lines = [clean_example_line(fmt, BASE_MIN + 100, i) for i in range(5)]
+    lines[2] = lines[2].rsplit(" " if fmt != "csv" else ",", 1)[0] + (" " if fmt != "csv" else ",") + str(size)
+    if fmt == "combined":
+        lines[2] = clean_example_line("clf", BASE_MIN + 100, 2).rsplit(" ", 1)[0] + f' {size} "-" "curl/8"'
+    data = ("\n".join(lines) + "\n").encode()
+    [fast] = check(fmt, [data], None, 5, 10)
+    assert (fast is not None) == taken
+    slow = slow_chunk(data, fmt, counts := Counts(10), None, 5)
+    assert slow.malformed == ([] if taken else [(R_BYTES, lines[2])])
+    assert sum(b.bytes for b in counts.blocks.values()) == sum(i * 10 for i in (0, 1, 3, 4)) + (size if taken else 0)
+
+
+@st.composite
+def jumpy(draw, fmt: str):
+    """(chunks, lateness): clean lines whose time walks, jumps (either way, past the bound) and
+    sometimes holds a corrupt time, cut into chunks as they might arrive."""
+    lateness = draw(st.sampled_from([0, 5]))
+    t = draw(st.integers(BASE_MIN + 10**7, BASE_MAX - 10**7))
+    lines = []
+    for _ in range(draw(st.integers(1, 60))):
+        kind = draw(st.integers(0, 19))
+        if kind == 0:      # the log's time jumps, and stays there
+            t += draw(st.sampled_from([1, -1])) * draw(st.integers(lateness + MAX_JUMP + 1, 10**7))
+        ts = t + draw(st.sampled_from([0, 0, 1, -1, -lateness, -lateness - 1]))
+        if kind == 1:      # one corrupt time
+            ts = draw(st.sampled_from([BASE_MIN, BASE_MAX, t + 10**6, t - 10**6]))
+        t = max(t, ts) if kind != 1 else t
+        lines.append((draw(clean_line(fmt, ts)) + "\n").encode())
+    cuts = sorted(draw(st.lists(st.integers(0, len(lines)), max_size=6)))
+    bounds = [0, *cuts, len(lines)]
+    return [b"".join(lines[a:b]) for a, b in zip(bounds, bounds[1:])], lateness
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fast_path_changes_nothing_around_jumps(fmt, data):
+    chunks, lateness = data.draw(jumpy(fmt))
+    config = CoreConfig(format=fmt, lateness=lateness, window=10, threshold=1)
+    fast, slow = Monitor(config), Monitor(config)
+    events_fast, events_slow = [], []
+    for chunk in chunks:
+        events_fast += fast.feed(chunk)
+        with patch.object(monitor, "fast_chunk", lambda *args, **kw: None):
+            events_slow += slow.feed(chunk)
+        assert fast.to_state() == slow.to_state()
+    events_fast += fast.finish()
+    events_slow += slow.finish()
+    assert events_fast == events_slow
+    assert fast.to_state() == slow.to_state()
+    totals = fast.totals()
+    assert totals["lines"] == sum(c.count(b"\n") for c in chunks) == totals["parsed"] + totals["malformed"]

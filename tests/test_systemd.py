@@ -20,6 +20,7 @@ import pytest
 from logmond import config
 from logmond.core import settings
 from logmond.core.settings import CoreConfig
+from logmond.notify import Notifier
 from shared import paths
 from conftest import T0, Logmond, csv_line, wait_for
 
@@ -255,12 +256,56 @@ def test_watchdog_pings_come_within_the_watchdog_period(logmond: Callable[..., L
     assert max(gaps) < WATCHDOG_USEC / 1e6, gaps
 
 
-def test_no_notify_socket_means_no_notifications(logmond: Callable[..., Logmond]) -> None:
+# logmond with an audit hook (PEP 578) that records, in the file named by the first argument, every
+# AF_UNIX datagram socket the daemon creates and every sendto() it makes: its notifications as
+# seen from inside the process, the daemon's own code unchanged.
+AUDITED = """
+import os, runpy, socket, sys
+out = os.open(sys.argv.pop(1), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+def hook(event, args):
+    if event == "socket.__new__" and args[1] == socket.AF_UNIX and args[2] & 0xF == socket.SOCK_DGRAM:
+        os.write(out, b"datagram socket\\n")
+    elif event == "socket.sendto":
+        os.write(out, f"sendto {args[1]!r}\\n".encode())
+sys.addaudithook(hook)
+runpy.run_module("logmond", run_name="__main__", alter_sys=True)
+"""
+
+
+def start_audited(d: Logmond, record: Path, env: dict[str, str]) -> None:
+    """Start d under the audit hook, recording into `record` (created empty at once)."""
+    stderr = open(d.stderr_path, "ab")
+    d.proc = subprocess.Popen([sys.executable, "-c", AUDITED, str(record), *d.command()[3:]],
+                              stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, **env})
+    stderr.close()
+    wait_for(d.answers, 15, "logmond to answer under the audit hook")
+
+
+def test_no_notify_socket_means_no_notifications(logmond: Callable[..., Logmond], short_tmp: Path) -> None:
+    assert not Notifier({"NOTIFY_SOCKET": "", "WATCHDOG_USEC": str(WATCHDOG_USEC)}).enabled
     d = logmond()
     d.log.write_text("")
-    env = {"NOTIFY_SOCKET": "", "WATCHDOG_USEC": str(WATCHDOG_USEC)}
-    d.start(env=env)
+    # The record shows notifications when there are some: with a socket, READY=1 and the pings.
+    address = str(short_tmp / "notify")
+    listener = NotifySocket(address)
+    try:
+        sent = short_tmp / "sent.txt"
+        start_audited(d, sent, {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": str(WATCHDOG_USEC)})
+        assert listener.next()[1] == {"READY=1"} and listener.next()[1] == {"WATCHDOG=1"}
+        assert d.stop() == 0
+        record = sent.read_text().splitlines()
+        assert record.count(f"sendto {address!r}") >= 3, record  # READY, WATCHDOG, STOPPING
+        assert record.count("datagram socket") >= 3, record
+    finally:
+        listener.close()
+    # With $NOTIFY_SOCKET empty and a watchdog period that would make it ping five times a second:
+    # no datagram socket, no sendto() at all, from start to exit.
+    unsent = short_tmp / "unsent.txt"
+    start_audited(d, unsent, {"NOTIFY_SOCKET": "", "WATCHDOG_USEC": str(WATCHDOG_USEC)})
+    # Long enough a life to have pinged three times at WATCHDOG_USEC / 2, had it pinged at all.
+    wait_for(lambda: d.status()["uptime"] >= 3 * WATCHDOG_USEC / 2e6, 10, "three watchdog periods")
     assert d.stop() == 0
+    assert unsent.read_text() == ""
     assert "Traceback" not in d.stderr()
 
 
@@ -294,8 +339,9 @@ def test_sighup_reloads_threshold_and_reopens_counting_each_line_once(
 
     append(d.log, 5, 7)
     assert d.wait_lines(12)["lines"] == 12
-    # Past a safety check (2 s) and a few ticks: nothing is read twice.
-    time.sleep(2.5)
+    # Past a safety check and a few ticks: nothing is read twice. The check runs at the first tick
+    # 2 s after the last one, so within any 3 ticks; each tick ends by publishing a snapshot.
+    d.snapshots(3)
     status = d.status()
     assert (status["lines"], status["parsed"], status["threshold"]) == (12, 12, 1.0)
     assert d.stop() == 0

@@ -15,7 +15,6 @@ import select
 import shutil
 import tempfile
 import termios
-import threading
 import time
 import tracemalloc
 from array import array
@@ -29,19 +28,15 @@ import pytest
 
 from logmond import tail
 from logmond.core.parse import MAX_LINE
-from logmond.tail import DRAIN_GRACE, FINGERPRINT_BYTES, Follower, Identity, Position
+from logmond.tail import FINGERPRINT_BYTES, Follower, Identity, Position
+
+from conftest import Writer, numbered_line
 
 # The owner's safety-check period; tests that must prove the inotify path alone never check().
 CHECK_EVERY = 2.0
+# Lines a second from the writer thread.
+WRITE_RATE = 2000
 LINE = re.compile(rb"line (\d+)\n")
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def numbers(data: bytes) -> list[int]:
@@ -68,52 +63,6 @@ def open_paths() -> list[str]:
         with contextlib.suppress(OSError):
             paths.append(os.readlink(f"/proc/self/fd/{fd}"))
     return paths
-
-
-class Writer:
-    """Appends `line <n>\\n` with O_APPEND from a thread, each line in two writes so the follower
-    sees partial lines. It holds its lock while writing a line: `with writer.paused():`."""
-
-    def __init__(self, path: Path, first: int = 0) -> None:
-        self.path = path
-        self.next = first
-        self._fd: int | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                if self._fd is None:
-                    self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                data = b"line %d\n" % self.next
-                os.write(self._fd, data[:4])
-                os.write(self._fd, data[4:])
-                self.next += 1
-            time.sleep(0.0005)  # pacing (~1500 lines/s), not synchronisation
-
-    def paused(self) -> threading.Lock:
-        return self._lock
-
-    def reopen(self) -> None:
-        """Like a server told to reopen its log: the next line goes to whatever the path names."""
-        with self._lock:
-            self._close_fd()
-
-    def wait_written(self, n: int) -> None:
-        wait_for(lambda: self.next >= n, what=f"writer at line {n}")
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._close_fd()
-
-    def _close_fd(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 class Driver:
@@ -145,7 +94,7 @@ class Driver:
     def finish(self, writer: Writer) -> None:
         """Stop the writer, take everything it wrote, then one more check() for stray repeats."""
         writer.stop()
-        self.until(lambda: len(self.got) >= writer.next, what=f"all {writer.next} lines")
+        self.until(lambda: len(self.got) >= writer.written, what=f"all {writer.written} lines")
         self.got += numbers(self.follower.check())
 
 
@@ -166,8 +115,9 @@ def follow(stack: contextlib.ExitStack, path: Path, **kwargs) -> Follower:
     return f
 
 
-def start_writer(stack: contextlib.ExitStack, path: Path, first: int = 0) -> Writer:
-    w = Writer(path, first)
+def start_writer(stack: contextlib.ExitStack, path: Path) -> Writer:
+    """`line <n>` at WRITE_RATE, each line in two writes so that the follower sees partial lines."""
+    w = Writer(path, rate=WRITE_RATE, line=numbered_line, split=True).start()
     stack.callback(w.stop)
     return w
 
@@ -226,7 +176,7 @@ def test_a_steady_writer_is_followed_without_the_safety_check(stack, log):
     d = Driver(f, check_every=float("inf"))
     d.count_at_least(500)
     d.finish(w)
-    assert_exactly_once(d.got, w.next)
+    assert_exactly_once(d.got, w.written)
 
 
 # -- 2. the file appears later --------------------------------------------------------------------
@@ -240,7 +190,7 @@ def test_absent_file_is_awaited_and_read_from_zero(stack, log):
     d = Driver(f, check_every=float("inf"))
     d.count_at_least(300)
     d.finish(w)
-    assert_exactly_once(d.got, w.next)
+    assert_exactly_once(d.got, w.written)
     st = log.stat()
     assert f.status() == {"path": str(log), "device": st.st_dev, "inode": st.st_ino,
                           "offset": st.st_size, "size": st.st_size}
@@ -294,7 +244,8 @@ def test_a_file_vanishing_before_it_is_opened_is_not_an_error(stack, log):
 
 # -- 3. rename + create rotation ------------------------------------------------------------------
 
-def test_create_rotation_while_writing(stack, log, capfd):
+def test_create_rotation_while_writing(stack, log, capfd, monkeypatch):
+    monkeypatch.setattr(tail, "DRAIN_GRACE", 0.5)  # shorter than the daemon's 2 s, the same rules
     rotated = log.with_name("access.log.1")
     log.touch()
     f = follow(stack, log)
@@ -303,21 +254,21 @@ def test_create_rotation_while_writing(stack, log, capfd):
     d.count_at_least(200)
 
     os.rename(log, rotated)
-    renamed_at = w.next
-    d.until(lambda: w.next >= renamed_at + 100, what="writes into the renamed file")
+    renamed_at = w.written
+    d.until(lambda: w.written >= renamed_at + 100, what="writes into the renamed file")
     w.reopen()
     reopened_at = time.monotonic()
     d.until(lambda: log.exists() and f.status()["inode"] == log.stat().st_ino, what="the new file")
-    assert time.monotonic() - reopened_at < DRAIN_GRACE
+    assert time.monotonic() - reopened_at < tail.DRAIN_GRACE
     old, new = f.positions()
     assert old.identity.matches(str(rotated)) and new.identity.matches(str(log))
     assert str(rotated) in open_paths()
 
-    d.until(lambda: len(f.positions()) == 1, timeout=DRAIN_GRACE + 3, what="the old file closed")
-    assert time.monotonic() - reopened_at > DRAIN_GRACE - 0.1
+    d.until(lambda: len(f.positions()) == 1, timeout=tail.DRAIN_GRACE + 3, what="the old file closed")
+    assert time.monotonic() - reopened_at > tail.DRAIN_GRACE - 0.1
     assert str(rotated) not in open_paths()
     d.finish(w)
-    assert_exactly_once(d.got, w.next)
+    assert_exactly_once(d.got, w.written)
     assert capfd.readouterr().err == ""  # pyinotify's own stderr logging is silenced
     assert not any(type(h) is logging.StreamHandler for h in logging.getLogger("pyinotify").handlers)
 
@@ -347,13 +298,13 @@ def test_copytruncate_while_writing(stack, log):
     with w.paused():
         # Lines written between copy and truncate are lost by design (logrotate documents the
         # window), and so are lines we had not read yet: be caught up first.
-        d.until(lambda: len(d.got) == w.next, what="caught up")
+        d.until(lambda: len(d.got) == w.written, what="caught up")
         shutil.copyfile(log, log.with_name("access.log.1"))
         os.truncate(log, 0)
-        truncated_at = w.next
+        truncated_at = w.written
     d.until(lambda: len(d.got) >= truncated_at + 300, what="lines after the truncation")
     d.finish(w)
-    assert_exactly_once(d.got, w.next)
+    assert_exactly_once(d.got, w.written)
     assert f.status()["inode"] == inode and len(f.positions()) == 1
 
 
@@ -382,16 +333,16 @@ def test_delete_and_recreate_while_writing(stack, log, monkeypatch):
     d.count_at_least(200)
 
     os.unlink(log)
-    deleted_at = w.next
+    deleted_at = w.written
     d.until(lambda: f.status()["inode"] is None, what="the delete noticed")
-    d.until(lambda: w.next >= deleted_at + 100, what="writes into the deleted file")
+    d.until(lambda: w.written >= deleted_at + 100, what="writes into the deleted file")
     assert any(p == f"{log} (deleted)" for p in open_paths())  # still draining it
     w.reopen()
     d.until(lambda: log.exists() and f.status()["inode"] == log.stat().st_ino, what="the new file")
     d.until(lambda: len(f.positions()) == 1, timeout=5, what="the deleted file closed")
     assert f"{log} (deleted)" not in open_paths()
     d.finish(w)
-    assert_exactly_once(d.got, w.next)
+    assert_exactly_once(d.got, w.written)
 
 
 # -- 6. restart from a checkpoint -------------------------------------------------------------------
@@ -417,12 +368,12 @@ def follow_then_stop(stack, log) -> tuple[Driver, Writer, bytes]:
 
 def test_restart_resumes_exactly_once(stack, log):
     first, w, saved = follow_then_stop(stack, log)
-    w.wait_written(w.next + 200)  # written while nobody follows
+    w.more(200)  # written while nobody follows
 
     second = Driver(follow(stack, log, resume=restore(saved)), got=first.got)
     second.count_at_least(len(first.got) + 300)
     second.finish(w)
-    assert_exactly_once(second.got, w.next)
+    assert_exactly_once(second.got, w.written)
 
 
 def test_restart_after_rotation_drains_the_rotated_file_first(stack, log):
@@ -430,9 +381,9 @@ def test_restart_after_rotation_drains_the_rotated_file_first(stack, log):
     first, w, saved = follow_then_stop(stack, log)
 
     os.rename(log, rotated)
-    w.wait_written(w.next + 100)  # into the rotated file
+    w.more(100)  # into the rotated file
     w.reopen()
-    w.wait_written(w.next + 100)  # into the new file
+    w.more(100)  # into the new file
 
     f = follow(stack, log, resume=restore(saved))
     old, new = f.positions()
@@ -443,7 +394,7 @@ def test_restart_after_rotation_drains_the_rotated_file_first(stack, log):
     assert batch == list(range(resumed_at, resumed_at + len(batch)))  # old remainder, then new
     second = Driver(f, got=first.got + batch)
     second.finish(w)
-    assert_exactly_once(second.got, w.next)
+    assert_exactly_once(second.got, w.written)
 
 
 # -- 7. a new file in a reused inode ---------------------------------------------------------------
@@ -541,22 +492,25 @@ def test_overflow_resynchronises(stack, log, how):
         limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
         if limit > 1 << 17:
             pytest.skip(f"max_queued_events is {limit}")
-        junk = log.with_name("junk")
-        for _ in range(limit):
-            junk.touch()
-            junk.unlink()
+        junk, queued = str(log.with_name("junk")), -1
+        for _ in range(limit // 256):  # touch and rm until the queue stops growing: it is full
+            for _ in range(256):
+                os.close(os.open(junk, os.O_WRONLY | os.O_CREAT, 0o644))
+                os.unlink(junk)
+            if queued == (queued := inotify_queue_bytes(f.fileno())):
+                break
         assert inotify_queue_bytes(f.fileno()) >= limit * 16
     os.rename(log, rotated)
-    w.wait_written(w.next + 100)
+    w.more(100)
     w.reopen()
-    w.wait_written(w.next + 100)
+    w.more(100)
     if how == "injected":
         with w.paused():
             os.read(f.fileno(), 1 << 20)  # the events are lost; the kernel says so with IN_Q_OVERFLOW
             f._notifier.append_event(pyinotify._RawEvent(-1, pyinotify.IN_Q_OVERFLOW, 0, ""))
     d.until(lambda: len(f.positions()) == 2, timeout=3, what="the new file found")
     d.finish(w)
-    assert_exactly_once(d.got, w.next)
+    assert_exactly_once(d.got, w.written)
 
 
 # -- checkpoint state -------------------------------------------------------------------------------

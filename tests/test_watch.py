@@ -22,19 +22,19 @@ from typing import Callable, Iterator
 import pyte
 import pytest
 
-from conftest import Writer, csv_line, wait_for
+from conftest import csv_line, wait_for
 from logmonctl.layout import View
 from logmonctl.watch import Feed, Mailbox, lines_rate, on_key, receive, with_alert
 
 REPO = Path(__file__).resolve().parent.parent
 # Fast windows so that summaries close and the alert fires within seconds.
-FAST = ("--alert-window", "10", "--threshold", "1", "--lateness", "1", "--summary-interval", "2",
+FAST = ("--alert-window", "10", "--threshold", "1", "--lateness", "1", "--summary-interval", "1",
         "--timeframe", "20")
 # The viewer, made the session's controlling terminal first (as a login shell would), so that
 # a resize of the pty signals it and ^C is a SIGINT, exactly as in a real terminal.
 LAUNCH = ("import fcntl, runpy, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
           "runpy.run_module('logmonctl.watch', run_name='__main__', alter_sys=True)")
-RMCUP, CNORM = b"\x1b[?1049l", b"\x1b[?25h"
+RMCUP, CNORM, CLEAR = b"\x1b[?1049l", b"\x1b[?25h", b"\x1b[2J"
 
 
 # -- the pure parts ------------------------------------------------------------------------
@@ -156,6 +156,22 @@ class Term:
         except AssertionError as exc:
             raise AssertionError(f"{exc}; the screen was:\n{self.text()}") from None
 
+    def mark(self) -> int:
+        """Where the viewer's output is now, for wait_output()."""
+        with self.lock:
+            return len(self.raw)
+
+    def wait_output(self, condition: Callable[[bytes], object], mark: int, what: str,
+                    timeout: float = 15.0) -> None:
+        """Wait until `condition(the viewer's output since mark)` holds."""
+        def since() -> bytes:
+            with self.lock:
+                return bytes(self.raw[mark:])
+        try:
+            wait_for(lambda: condition(since()), timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the output since was {since()!r}") from None
+
     def shows(self, text: str, timeout: float = 15.0) -> None:
         self.wait(lambda screen: text in screen, repr(text), timeout)
 
@@ -225,19 +241,26 @@ def term() -> Iterator[Callable[..., Term]]:
         os.close(t.master)
 
 
+# Writes a second to the busy log, three lines each.
+RATE = 10
+
+
 @pytest.fixture
-def busy(logmond, short_tmp):
-    """A daemon with fast windows and a writer that makes the alert fire."""
+def busy(logmond, short_tmp, writer):
+    """A daemon with fast windows and a writer that keeps the alert firing."""
     log = short_tmp / "access.log"
-    log.write_text("")
-    d = logmond(*FAST).start()
     # Twice as many /report as /api lines, and only /api has 5xx answers: sorting by hits and by
     # 5xx share differ.
-    writer = Writer(log, rate=10, line=lambda now, n: csv_line(now, n, "/api/x", 503 if n % 2 else 200)
-                    + csv_line(now, n, "/report/y", 404) * 2)
-    writer.start()
-    yield d
-    writer.stop()
+    def line(now: int, n: int) -> str:
+        return csv_line(now, n, "/api/x", 503 if n % 2 else 200) + csv_line(now, n, "/report/y", 404) * 2
+
+    # Four seconds of that traffic already logged (read with --from-start): two of them complete at
+    # once (lateness 1), so summaries have closed and the alert has fired when the viewer connects.
+    start = int(time.time()) - 4
+    log.write_text("".join(line(start + n // RATE, n) for n in range(4 * RATE)))
+    d = logmond("--from-start", *FAST).start()
+    writer(log, rate=RATE, line=line).start()
+    return d
 
 
 def seq(screen: str) -> int | None:
@@ -276,8 +299,11 @@ def test_resizes_redraw_and_a_small_terminal_recovers(busy, term):
     t.resize(60, 20)
     t.wait(lambda s: [line for line in s.splitlines() if line.strip()]
            == ["terminal is 60x20: logmonctl watch needs at least 80x24".ljust(60)], "only the bigger-terminal line")
+    # 1x1, the smallest: ncurses, once the viewer has given it the new size, clears the terminal
+    # and repaints it (ESC [ 2 J). Only then the next size, or both resizes would be seen as one.
+    mark = t.mark()
     t.resize(1, 1)
-    time.sleep(0.5)
+    t.wait_output(lambda out: CLEAR in out, mark, "the viewer to repaint at 1x1")
     t.resize(80, 24)
     t.wait(lambda s: whole_dashboard(s, 80, 24), "the dashboard back at 80x24")
     t.proc.send_signal(signal.SIGTERM)
@@ -309,7 +335,9 @@ def test_keys_pause_sort_table_and_help(busy, term):
     t.send(b"p")
     t.shows("PAUSED")
     frozen = seq(t.text())
-    time.sleep(2.5)
+    # Two snapshots published after the pause, the first a second before the second: a view that
+    # was not paused would have drawn it by then.
+    busy.snapshots(2)
     assert seq(t.text()) == frozen, "a paused view does not move"
     t.send(b"p")
     t.wait(lambda s: (seq(s) or 0) > frozen + 1, "the view moving again")

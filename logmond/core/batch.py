@@ -3,9 +3,13 @@
 Two paths give the same result. The fast path matches every line of the run with one strict
 regex and does the rest with C-level builtins (zip, map, Counter), touching Python code only once
 per *distinct* request, status, date or host; it gives up (returns None) on anything unusual:
-a blank or malformed line, bad UTF-8, a late line. The slow path then takes the run line by line
-with the reference parsers of `parse.py`. The fast pattern accepts a strict subset of what the
-reference parser accepts, with the same fields, so both paths count identically.
+a blank or malformed line, bad UTF-8, a late line, a jump of the clock. The slow path then takes
+the run line by line with the reference parsers of `parse.py`. The fast pattern accepts a strict
+subset of what the reference parser accepts, with the same fields, so both paths count identically.
+
+The clock guard (slow path, `Chunk.place`) keeps one corrupt timestamp from moving the clock: a
+line far from the clock is held as a suspect, in a group of lines that agree with it, until
+JUMP_CONFIRM of them confirm a jump, or a line near the clock shows they were wrong.
 """
 from __future__ import annotations
 
@@ -16,9 +20,29 @@ from itertools import accumulate, compress, count, groupby, islice, repeat
 from operator import floordiv, ge, gt, methodcaller, sub
 from typing import Callable, Hashable, Sequence
 
-from logmond.core.parse import (CSV_HEADER, MAX_LINE, R_ENCODING, R_TOO_LONG, SAMPLE_CHARS, Record,
-                           clf_time, decode_line, parse_line, parse_request, status_of)
+from logmond.core.parse import (CSV_HEADER, MAX_BYTES_PER_LINE, MAX_LINE, R_CLOCK, R_ENCODING, R_TOO_LONG,
+                           SAMPLE_CHARS, Record, clf_time, decode_line, parse_line, parse_request, status_of)
+from logmond.core.settings import MAX_SPAN
 from logmond.core.window import Block
+
+# Seconds beyond the lateness that a line's time may be from the clock, either way, and be taken as
+# any line is. Past that bound it is a suspect (see JUMP_CONFIRM). Half an hour: a wrong time inside
+# the bound costs at most that much log time of lines counted late, while a clock set back an hour
+# (the usual time-zone mistake) or a log resuming after a longer gap is followed as a jump.
+MAX_JUMP = 1800
+# Suspects that confirm a jump: each at most `lateness` behind the newest suspect before it and not
+# a jump from it. Corrupt times come one or two at a time; five that agree are a log whose time
+# really moved, and a quiet log still confirms within a few lines.
+JUMP_CONFIRM = 5
+# Groups of suspects held at once; past it the smallest (the oldest on a tie) is refuted. Each holds
+# fewer than JUMP_CONFIRM lines, so the guard holds at most 16 lines.
+MAX_GROUPS = 4
+# Bytes a block counts per second of its span, at most (the total saturates there): 32 TiB/s, far
+# beyond any server, and low enough that the rollup's sum over a timeframe (at most
+# ceil(timeframe / interval) + 1 blocks, under 3 * MAX_SPAN seconds) stays below 2**63, which
+# msgpack always encodes.
+MAX_BYTES_PER_SECOND = 2**45
+assert 3 * MAX_SPAN * MAX_BYTES_PER_SECOND < 2**63
 
 # Groups: host, time, request-and-status (`GET / HTTP/1.1",200`: request [:-5], status [-3:], one
 # group so that both are counted as one key), bytes. Field lengths are bounded so that any line
@@ -29,17 +53,19 @@ from logmond.core.window import Block
 # `binary`) and backslash-quote (its escaped quote) are refused for the whole run beforehand.
 _Q = r'"[^"]{0,1024}+"'
 _CSV = (rf'^"([^"]{{0,1024}}+)",(?:{_Q}|[^",\r\n\x00]{{0,1024}}+),(?:{_Q}|[^",\r\n\x00]{{0,1024}}+),'
-        rf'([0-9]{{1,12}}+),"([^"]{{0,16384}}+",[0-9]{{3}}),([0-9]{{1,18}}+|-)\r?$')
+        rf'([0-9]{{1,12}}+),"([^"]{{0,16384}}+",[0-9]{{3}}),([0-9]{{1,13}}+|-)\r?$')
 _TOKEN = r'[^\s"\[\]\x00]{1,1024}+'
 _CLF = (rf'^({_TOKEN}) {_TOKEN} {_TOKEN} \[([^\]\r\n\x00]{{1,64}}+)\] "([^"]{{0,16384}}+" [0-9]{{3}}) '
-        r'([0-9]{1,18}+|-)')
+        r'([0-9]{1,13}+|-)')
 FAST = {
     "csv": re.compile(_CSV, re.M | re.ASCII),
     "clf": re.compile(_CLF + r'\r?$', re.M | re.ASCII),
     "combined": re.compile(_CLF + r' "[^"]{0,8192}+" "[^"]{0,8192}+"\r?$', re.M | re.ASCII),
 }
-# Any line a fast pattern matches is short enough for the reference parser to accept too.
+# Any line a fast pattern matches is short enough for the reference parser to accept too, and its
+# bytes field (13 digits at most) is checked against MAX_BYTES_PER_LINE by value.
 assert MAX_LINE > 3 * 1024 + 16384 + 64 + 2 * 8192 + 64
+assert len(str(MAX_BYTES_PER_LINE)) == 13
 
 
 def _refused(text: str, fmt: str) -> bool:
@@ -60,18 +86,116 @@ _GROUP = 16
 
 
 class Chunk:
-    """What a run of lines did besides counting: line totals, malformed samples, the new clock."""
+    """What a run of lines did besides counting: line totals, malformed samples, the new clock, and
+    the clock guard's suspects still held when it ended."""
 
-    __slots__ = ("lines", "parsed", "late", "malformed", "clock")
+    __slots__ = ("lines", "parsed", "late", "malformed", "clock", "lateness", "groups", "jump", "records", "rest")
 
-    def __init__(self, clock: int | None) -> None:
+    def __init__(self, clock: int | None, lateness: int = 0,
+                 groups: Sequence[Sequence[tuple[Record, str]]] = ()) -> None:
         self.lines = 0
         self.parsed = 0
         self.late = 0
-        # (reason, sample) per malformed line, in input order.
+        # (reason, sample) per malformed line, in input order (suspects when they are refuted).
         self.malformed: list[tuple[str, str]] = []
-        # Newest log second seen, the clock after this run.
+        # Newest log second accepted, the clock after this run.
         self.clock = clock
+        self.lateness = lateness
+        # Suspects (record, sample), not yet counted anywhere, oldest group first: each group
+        # lines that agree with each other, far from the clock or, before there is one, the
+        # candidates for it.
+        self.groups: list[list[tuple[Record, str]]] = [list(group) for group in groups]
+        # The group that confirmed a jump backwards; the run stopped after it, `rest` bytes in.
+        self.jump: list[tuple[Record, str]] = []
+        # Accepted lines not yet added to the Counts.
+        self.records: list[Record] = []
+        self.rest: int | None = None
+
+    def place(self, rec: Record, sample: str) -> bool:
+        """Decide one parsed line against the clock; False when it confirms a jump backwards: the
+        caller closes the timeline, starts a new one and `adopt`s `jump` into it."""
+        ts, clock, bound = rec.ts, self.clock, self.lateness + MAX_JUMP
+        if clock is not None and clock - bound <= ts <= clock + bound:
+            if self.groups:
+                self.refute()
+            self.lines += 1
+            self.parsed += 1
+            if ts < clock - self.lateness:
+                self.late += 1
+            else:
+                self.clock = max(clock, ts)
+                self.records.append(rec)
+            return True
+        for group in self.groups:
+            newest = max(r.ts for r, _ in group)
+            if newest - bound <= ts <= newest + bound:
+                break
+        else:
+            if len(self.groups) == MAX_GROUPS:
+                self._refute(min(self.groups, key=len))
+            self.groups.append([(rec, sample)])
+            return True
+        if ts < newest - self.lateness:
+            # Among suspects but late there: late whichever way they go.
+            self.lines += 1
+            self.parsed += 1
+            self.late += 1
+            return True
+        group.append((rec, sample))
+        if len(group) < JUMP_CONFIRM:
+            return True
+        self.groups.remove(group)
+        self.refute()
+        if clock is not None and ts < clock:
+            self.jump = group
+            return False
+        self.adopt(group)
+        return True
+
+    def settle(self, end: bool = False) -> None:
+        """End of a run: with no clock, a single group (nothing contradicts it) sets it, so that a
+        line arriving alone counts at once. End of input: with no clock the largest group sets it
+        (the oldest on a tie); every other suspect is refuted."""
+        if self.clock is None and self.groups and (end or len(self.groups) == 1):
+            best = max(self.groups, key=len)
+            self.groups.remove(best)
+            self.refute()
+            self.adopt(best)
+        if end:
+            self.refute()
+
+    def refute(self) -> None:
+        """Every group of suspects was wrong."""
+        while self.groups:
+            self._refute(self.groups[0])
+
+    def _refute(self, group: list[tuple[Record, str]]) -> None:
+        """These suspects were wrong: behind the clock, late (as any old line); otherwise
+        malformed `clock`."""
+        self.groups.remove(group)
+        behind = self.clock is not None and group[0][0].ts < self.clock
+        for _, sample in group:
+            self.lines += 1
+            if behind:
+                self.parsed += 1
+                self.late += 1
+            else:
+                self.malformed.append((R_CLOCK, sample))
+
+    def adopt(self, group: Sequence[tuple[Record, str]]) -> None:
+        """Accept lines that agree (each at most `lateness` behind the newest before it)."""
+        for rec, _ in group:
+            self.lines += 1
+            self.parsed += 1
+            self.clock = rec.ts if self.clock is None else max(self.clock, rec.ts)
+            self.records.append(rec)
+
+    def count(self, counts: Counts) -> None:
+        """Add the accepted lines to `counts`."""
+        if self.records:
+            ts, hosts, methods, sections, codes, sizes = zip(*self.records)
+            counts.add(list(ts), hosts, list(zip(zip(methods, sections), codes)), sizes)
+            self.records = []
 
 
 class Counts:
@@ -79,6 +203,8 @@ class Counts:
 
     def __init__(self, interval: int) -> None:
         self.interval = interval
+        # Where a block's bytes saturate.
+        self.max_bytes = interval * MAX_BYTES_PER_SECOND
         self.seconds: dict[int, int] = {}
         self.blocks: dict[int, Block] = {}
         # Fast-path cache: raw request-and-status text -> index into `meanings`, so that a request
@@ -142,7 +268,7 @@ class Counts:
             counted = Counter(kinds[start:end]).items()
             block.add_requests(counted if meaning is None else ((meaning(k), n) for k, n in counted))
             block.add_hosts(hosts[start:end])
-            block.bytes += sum(sizes[start:end])
+            block.bytes = min(block.bytes + sum(sizes[start:end]), self.max_bytes)
             start = end
 
 
@@ -159,9 +285,10 @@ def _unsorted_region(blocks: list[int]) -> tuple[int, int] | None:
     return bisect_right(blocks, min(middle), 0, lo), bisect_left(blocks, max(middle), hi, len(blocks))
 
 
-def fast_chunk(text: str, fmt: str, counts: Counts, clock: int | None, lateness: int) -> Chunk | None:
+def fast_chunk(text: str, fmt: str, counts: Counts, clock: int | None, lateness: int,
+               horizon: int | None = None) -> Chunk | None:
     """Count `text` (complete lines, each ending in a newline), or return None, having counted
-    nothing, to send it down the slow path."""
+    nothing, to send it down the slow path. The caller holds no suspects (see Chunk.place)."""
     # split() rather than findall(): the groups come back in one flat list, so each column is one
     # C-level slice, with no tuple per line to build and then transpose. Before the first match
     # there must be nothing, and after each match nothing but its newline, or a line did not match.
@@ -177,16 +304,29 @@ def fast_chunk(text: str, fmt: str, counts: Counts, clock: int | None, lateness:
         return None
     seconds = list(map(times.__getitem__, stamps))
     start = seconds[0] if clock is None else clock
-    newest = max(start, max(seconds))
+    top = max(seconds)
+    newest = max(start, top)
+    if horizon is not None and top > horizon:
+        return None
+    # A line far behind is late, and the lateness test below declines it; far ahead is a jump.
+    if top > start + lateness + MAX_JUMP and not _no_jump(seconds, start, lateness + MAX_JUMP):
+        return None
     if min(seconds) < newest - lateness and not _none_late(seconds, start, lateness):
         return None
     if "-" in sizes:
         sizes = map(methodcaller("replace", "-", "0"), sizes)
+    nbytes = list(map(int, sizes))
+    if max(nbytes) > MAX_BYTES_PER_LINE:
+        return None
     chunk = Chunk(newest)
     chunk.lines = chunk.parsed = lines
-    counts.add(seconds, hosts, list(map(counts.kinds.__getitem__, kinds)), list(map(int, sizes)),
-               counts.meanings.__getitem__)
+    counts.add(seconds, hosts, list(map(counts.kinds.__getitem__, kinds)), nbytes, counts.meanings.__getitem__)
     return chunk
+
+
+def _no_jump(seconds: list[int], clock: int, bound: int) -> bool:
+    """True if no line is more than `bound` ahead of the newest line before it (or the clock)."""
+    return max(map(sub, seconds, accumulate(seconds, max, initial=clock))) <= bound
 
 
 def _none_late(seconds: list[int], clock: int, lateness: int) -> bool:
@@ -208,11 +348,17 @@ def _none_late(seconds: list[int], clock: int, lateness: int) -> bool:
     return max(map(sub, accumulate(seconds, max, initial=clock), seconds)) <= lateness
 
 
-def slow_chunk(data: bytes, fmt: str, counts: Counts, clock: int | None, lateness: int) -> Chunk:
-    """Count `data` (complete lines) line by line; never raises on any input."""
-    chunk = Chunk(clock)
-    records: list[Record] = []
+def slow_chunk(data: bytes, fmt: str, counts: Counts, clock: int | None, lateness: int,
+               groups: Sequence[Sequence[tuple[Record, str]]] = (), horizon: int | None = None) -> Chunk:
+    """Count `data` (complete lines) line by line; never raises on any input.
+
+    `groups` are the suspects the runs before left (Chunk); a line dated after `horizon` is
+    malformed `clock`. A confirmed jump backwards stops the run: `rest` says where.
+    """
+    chunk = Chunk(clock, lateness, groups)
+    taken = 0
     for raw in data.split(b"\n")[:-1]:
+        taken += len(raw) + 1
         if len(raw) > MAX_LINE:
             chunk.lines += 1
             chunk.malformed.append((R_TOO_LONG, _sample(raw)))
@@ -224,20 +370,17 @@ def slow_chunk(data: bytes, fmt: str, counts: Counts, clock: int | None, latenes
             continue
         if not line.strip() or (fmt == "csv" and line == CSV_HEADER):
             continue
-        chunk.lines += 1
         rec = parse_line(line, fmt)
-        if isinstance(rec, str):
-            chunk.malformed.append((rec, line[:SAMPLE_CHARS]))
+        if isinstance(rec, str) or (horizon is not None and rec.ts > horizon):
+            chunk.lines += 1
+            chunk.malformed.append((R_CLOCK if isinstance(rec, Record) else rec, line[:SAMPLE_CHARS]))
             continue
-        chunk.parsed += 1
-        if chunk.clock is not None and rec.ts < chunk.clock - lateness:
-            chunk.late += 1
-            continue
-        chunk.clock = rec.ts if chunk.clock is None else max(chunk.clock, rec.ts)
-        records.append(rec)
-    if records:
-        ts, hosts, methods, sections, codes, sizes = zip(*records)
-        counts.add(list(ts), hosts, list(zip(zip(methods, sections), codes)), sizes)
+        if not chunk.place(rec, line[:SAMPLE_CHARS]):
+            chunk.rest = taken
+            break
+    else:
+        chunk.settle()
+    chunk.count(counts)
     return chunk
 
 

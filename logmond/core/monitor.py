@@ -3,7 +3,9 @@
 `Monitor` is pure: the caller hands it bytes of complete lines and, when live, the current log
 time. Seconds are evaluated in order once complete (a line more than `lateness` seconds newer has
 been seen, or the caller says time has passed, or input ended), so the alert events are exactly
-those of the offline rule for any input whose lines are at most `lateness` seconds out of order.
+those of the offline rule for any input whose lines are at most `lateness` seconds out of order
+and never jump by more than `lateness` + MAX_JUMP (the clock guard, batch.py). A confirmed jump
+backwards closes the timeline as end of input would and starts a new one at the new time.
 """
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from collections import Counter, deque
 from typing import Any
 
 from logmond.core.alerts import AlertRule
-from logmond.core.batch import Chunk, Counts, fast_chunk, slow_chunk, split_lines
-from logmond.core.parse import detect_format
+from logmond.core.batch import MAX_JUMP, Chunk, Counts, fast_chunk, slow_chunk, split_lines
+from logmond.core.parse import Record, detect_format
 from logmond.core.settings import RELOADABLE, CoreConfig, core_config, core_values
 from logmond.core.window import Block, Rollup
 from shared.schema import TOTALS, Event
@@ -40,8 +42,13 @@ class Monitor:
         self.lines = self.parsed = self.late = 0
         self.malformed_by_reason: Counter[str] = Counter()
         self.malformed_samples: deque[dict[str, str]] = deque(maxlen=MALFORMED_SAMPLES)
-        # Newest log second seen or announced; seconds < clock - lateness are complete.
+        # Newest log second accepted or announced; seconds < clock - lateness are complete.
         self.clock: int | None = None
+        # The clock guard's suspects, not yet counted anywhere (batch.Chunk.groups).
+        self.groups: list[list[tuple[Record, str]]] = []
+        # Hits of the last `window` seconds before a jump backwards, oldest first: the new timeline
+        # goes on with them as the seconds before its first, since real time went on.
+        self.carry: list[int] = []
         # Next second to evaluate; None until the first one is.
         self.cursor: int | None = None
         # Hits per second (for the seconds still in the alert window or not yet evaluated) and
@@ -57,8 +64,12 @@ class Monitor:
         self.alert = AlertRule(config.threshold, config.window, config.hysteresis)
 
     # -- input ---------------------------------------------------------------------------
-    def feed(self, data: bytes) -> list[Event]:
-        """Take complete lines (each ending in b'\\n'); return the events they complete."""
+    def feed(self, data: bytes, horizon: int | None = None) -> list[Event]:
+        """Take complete lines (each ending in b'\\n'); return the events they complete.
+
+        `horizon` is the newest log second a line may plausibly carry (live: the wall clock plus
+        a tolerance); a line dated after it is malformed `clock`. None: no such bound.
+        """
         if self.format is None:
             data = self._detect(data)
             if not data:
@@ -67,7 +78,7 @@ class Monitor:
         start = 0
         while start < len(data):
             end = data.find(b"\n", start + BATCH_BYTES) + 1 or len(data)
-            self._take(data[start:end])
+            events += self._take(data[start:end], horizon)
             events += self._evaluate(self._complete_through())
             start = end
         return events
@@ -97,12 +108,12 @@ class Monitor:
             data, self._undecided = self._undecided, b""
             self.decide_format(data)
             events += self.feed(data)
-        if self.clock is None:
-            return events
-        events += self._evaluate(self.clock)
-        if self.next_block in self.blocks:
-            events += self._close_block(self.next_block + self.config.summary_interval)
-        return events
+        if self.groups:
+            chunk = Chunk(self.clock, self.config.lateness, self.groups)
+            chunk.settle(end=True)
+            chunk.count(self.counts)
+            self._tally(chunk)
+        return events + self._close_timeline()
 
     def decide_format(self, sample: bytes) -> str:
         """The format, decided now from `sample` (complete lines) if `auto` has not yet: the
@@ -121,16 +132,42 @@ class Monitor:
         data, self._undecided = self._undecided, b""
         return data
 
-    def _take(self, data: bytes) -> None:
-        cfg, fmt = self.config, self.format
+    def _take(self, data: bytes, horizon: int | None) -> list[Event]:
+        """Count a run of lines; return the events of a timeline closed by a jump backwards."""
+        events: list[Event] = []
+        while True:
+            chunk = self._chunk(data, horizon)
+            self._tally(chunk)
+            if chunk.rest is None:
+                return events
+            # The suspects confirmed a jump backwards: finish the old timeline as end of input
+            # would, then start a new one at their time and go on with the rest of the run.
+            events += self._close_timeline()
+            carry = self.recent_seconds()
+            self._new_timeline()
+            self.carry = carry
+            self.rollup = Rollup(self.config.timeframe, self.config.summary_interval)
+            fresh = Chunk(None, self.config.lateness)
+            fresh.adopt(chunk.jump)
+            fresh.count(self.counts)
+            self._tally(fresh)
+            data = data[chunk.rest:]
+
+    def _chunk(self, data: bytes, horizon: int | None) -> Chunk:
+        """The fast path when it can take the run (never with suspects held), else the slow one."""
+        fmt, lateness = self.format, self.config.lateness
         assert fmt is not None
         chunk: Chunk | None = None
-        try:
-            chunk = fast_chunk(data.decode("utf-8"), fmt, self.counts, self.clock, cfg.lateness)
-        except UnicodeDecodeError:
-            pass
+        if not self.groups:
+            try:
+                chunk = fast_chunk(data.decode("utf-8"), fmt, self.counts, self.clock, lateness, horizon)
+            except UnicodeDecodeError:
+                pass
         if chunk is None:
-            chunk = slow_chunk(data, fmt, self.counts, self.clock, cfg.lateness)
+            chunk = slow_chunk(data, fmt, self.counts, self.clock, lateness, self.groups, horizon)
+        return chunk
+
+    def _tally(self, chunk: Chunk) -> None:
         self.lines += chunk.lines
         self.parsed += chunk.parsed
         self.late += chunk.late
@@ -138,6 +175,25 @@ class Monitor:
             self.malformed_by_reason[reason] += 1
             self.malformed_samples.append({"reason": reason, "line": sample})
         self.clock = chunk.clock
+        self.groups = chunk.groups
+
+    def _close_timeline(self) -> list[Event]:
+        """Evaluate every second up to the clock and report the open block."""
+        if self.clock is None:
+            return []
+        events = self._evaluate(self.clock)
+        if self.next_block in self.blocks:
+            events += self._close_block(self.next_block + self.config.summary_interval)
+        return events
+
+    def _new_timeline(self) -> None:
+        """Forget the per-second state and the open blocks: the next lines set the clock afresh.
+        Totals, the alert's state and its history stay."""
+        self.seconds.clear()
+        self.blocks.clear()
+        self.clock = self.cursor = self.next_block = None
+        self.window_hits = 0
+        self.carry = []
 
     def _complete_through(self) -> int | None:
         return None if self.clock is None else self.clock - self.config.lateness - 1
@@ -154,6 +210,10 @@ class Monitor:
             self.cursor = min(self.seconds)
             interval = self.config.summary_interval
             self.next_block = self.cursor // interval * interval
+            for t, n in zip(range(self.cursor - len(self.carry), self.cursor), self.carry):
+                if n:
+                    self.seconds[t] = n
+            self.window_hits, self.carry = sum(self.carry), []
         window, seconds, alert = self.config.window, self.seconds, self.alert
         t = self.cursor
         while t <= upto:
@@ -234,10 +294,15 @@ class Monitor:
             "blocks": [[s, b.to_state()] for s, b in self.blocks.items()],
             "next_block": self.next_block, "last_summary": self.last_summary,
             "rollup": self.rollup.to_state(), "alert": self.alert.to_state(),
+            "suspects": [[[*rec, sample] for rec, sample in group] for group in self.groups],
+            "carry": self.carry,
         }
 
-    def load(self, state: dict[str, Any]) -> None:
-        """Resume from `to_state()` output; raises (KeyError, TypeError, ValueError) if it is not."""
+    def load(self, state: dict[str, Any], horizon: int | None = None) -> None:
+        """Resume from `to_state()` output; raises (KeyError, TypeError, ValueError) if it is not.
+
+        A clock that a corrupt line moved before the clock guard existed is repaired: see _repair.
+        """
         self.format = state["format"] or self.format
         self.lines, self.parsed, self.late = int(state["lines"]), int(state["parsed"]), int(state["late"])
         self.malformed_by_reason = Counter({str(k): int(v) for k, v in state["malformed_by_reason"].items()})
@@ -251,3 +316,45 @@ class Monitor:
         self.last_summary = state["last_summary"]
         self.rollup.load(state["rollup"])
         self.alert.load(state["alert"])
+        # Absent from checkpoints written before the clock guard.
+        self.groups = [_records(group) for group in state.get("suspects", [])]
+        self.carry = [int(n) for n in state.get("carry", [])]
+        self._repair(horizon)
+
+    def _repair(self, horizon: int | None) -> None:
+        """Bring back a clock that lies beyond `horizon` or far beyond the newest second the state
+        holds data for. What lies beyond the horizon is dropped (the rollup whole, if it holds any
+        of it); if seconds beyond it were evaluated, that timeline cannot go on: it starts afresh
+        with the next line (totals and alert history stay)."""
+        if self.clock is None:
+            return
+        if horizon is not None and self.clock > horizon:
+            if self.cursor is not None and self.cursor > horizon + 1:
+                self._new_timeline()
+            for second in [s for s in self.seconds if s > horizon]:
+                del self.seconds[second]
+            for start in [s for s in self.blocks if s > horizon]:
+                del self.blocks[start]
+            if any(start > horizon for start, _ in self.rollup.blocks):
+                self.rollup = Rollup(self.config.timeframe, self.config.summary_interval)
+            if self.last_summary is not None and self.last_summary["end"] > horizon + 1:
+                self.last_summary = None
+        newest = self._data_through()
+        far = self.config.lateness + MAX_JUMP
+        if newest is None or self.clock > newest + far or (horizon is not None and self.clock > horizon):
+            self.clock = newest
+
+    def _data_through(self) -> int | None:
+        """The newest second the state vouches for: a second or an open block with hits, or the
+        evaluated seconds (which needed the clock `lateness` past them)."""
+        interval = self.config.summary_interval
+        newest = [*self.seconds, *(start + interval - 1 for start in self.blocks)]
+        if self.cursor is not None:
+            newest.append(self.cursor + self.config.lateness)
+        return max(newest, default=None)
+
+
+def _records(rows: list[Any]) -> list[tuple[Record, str]]:
+    """Suspects as to_state() saves them: the Record's fields, then the sample."""
+    return [(Record(int(ts), str(host), str(method), str(section), int(status), int(size)), str(sample))
+            for ts, host, method, section, status, size, sample in rows]

@@ -14,6 +14,9 @@ from typing import NamedTuple
 MAX_LINE = 64 * 1024
 # Longest malformed-line sample kept for inspection, in characters.
 SAMPLE_CHARS = 200
+# Largest bytes field a line may carry: 1 TiB. No HTTP response is a petabyte, so a bigger value
+# is a corrupt field (malformed `bytes`), and the bound keeps every total far inside 64 bits.
+MAX_BYTES_PER_LINE = 2**40
 
 FORMATS = ("csv", "clf", "combined")
 CSV_HEADER = '"remotehost","rfc931","authuser","date","request","status","bytes"'
@@ -27,6 +30,8 @@ R_REQUEST = "request"
 R_ENCODING = "encoding"
 R_TOO_LONG = "too_long"
 R_BINARY = "binary"
+# A time far from the lines around it that no later lines confirm (batch.py, the clock guard).
+R_CLOCK = "clock"
 
 
 class Record(NamedTuple):
@@ -113,9 +118,11 @@ def status_of(text: str) -> int | None:
 
 
 def bytes_of(text: str) -> int | None:
+    """The bytes field's value ('-' is 0), or None if it is not a number up to MAX_BYTES_PER_LINE."""
     if not _BYTES.fullmatch(text):
         return None
-    return 0 if text == "-" else int(text)
+    size = 0 if text == "-" else int(text)
+    return size if size <= MAX_BYTES_PER_LINE else None
 
 
 def _finish(ts: int | None, host: str, request: str, status: str, nbytes: str) -> Record | str:

@@ -1,15 +1,16 @@
 """Traffic statistics for one block of log time, and the rolling rollup over the timeframe.
 
-Pure data: no clock, no I/O. Memory per block is bounded by MAX_TRACKED whatever the input.
+Pure data: no clock, no I/O. Memory per block is bounded by MAX_TRACKED whatever the input, and
+the rollup keeps a small fixed part of each closed block.
 """
 from __future__ import annotations
 
-import math
-import zlib
 from collections import Counter, deque
-from itertools import repeat
-from operator import and_, methodcaller
+from collections.abc import Mapping
+from heapq import heapify, heappop, heappush
 from typing import Any, Iterable, Sequence
+
+from logmond.core.hosts import HyperLogLog, SlidingHosts
 
 # Distinct sections (and hosts) counted exactly per block; past it the smaller half is folded
 # into OTHER, a lossy heavy-hitter summary that keeps the top ones right.
@@ -18,19 +19,10 @@ MAX_TRACKED = 10_000
 OTHER = "(other)"
 # Entries a closed block keeps for the rollup: plenty to rank a top 10 over many blocks.
 KEEP_CLOSED = 100
-# Bits in the per-block unique-host sketch (linear counting): 8 KiB, good to ~1 % up to ~100k hosts.
-SKETCH_BITS = 1 << 16
 TOP_SECTIONS = 10
 TOP_HOSTS = 5
-
-
-def _sketch(hosts: Iterable[str], into: bytearray | None = None) -> bytearray:
-    """A linear-counting bitmap of these hosts (crc32, so it means the same after a restart)."""
-    sketch = into if into is not None else bytearray(SKETCH_BITS // 8)
-    for bit in set(map(and_, map(zlib.crc32, map(methodcaller("encode", "utf-8", "surrogatepass"), hosts)),
-                       repeat(SKETCH_BITS - 1))):
-        sketch[bit >> 3] |= 1 << (bit & 7)
-    return sketch
+# Stale heap entries a ranked count tolerates beyond its live entries before rebuilding its heap.
+HEAP_SLACK = 1_024
 
 
 def _cap(counter: Counter, limit: int) -> None:
@@ -44,15 +36,32 @@ def _cap(counter: Counter, limit: int) -> None:
     counter[OTHER] += folded
 
 
-def _estimate(sketch: bytearray) -> int:
-    ones = int.from_bytes(sketch, "little").bit_count()
-    if ones >= SKETCH_BITS:
-        return ones
-    return round(-SKETCH_BITS * math.log((SKETCH_BITS - ones) / SKETCH_BITS))
+def _event(start: int, end: int, hits: int, nbytes: int, sections: list[tuple[str, int]],
+           sec4xx: Mapping[str, int], sec5xx: Mapping[str, int], status: dict[str, int],
+           methods: dict[str, int], hosts: int, hosts_exact: bool,
+           top_hosts: list[tuple[str, int]]) -> dict[str, Any]:
+    """The summary event for [start, end): the keys of the JSON contract plus detail."""
+    return {
+        "type": "summary",
+        "start": start,
+        "end": end,
+        "hits": hits,
+        "rate": round(hits / max(end - start, 1), 3),
+        "sections": [[name, n] for name, n in sections],
+        "errors": {name: {"4xx": round(sec4xx.get(name, 0) / n, 4), "5xx": round(sec5xx.get(name, 0) / n, 4)}
+                   for name, n in sections},
+        "status": status,
+        "methods": methods,
+        "bytes": nbytes,
+        "bytes_mean": round(nbytes / hits, 1) if hits else 0.0,
+        "hosts": hosts,
+        "hosts_exact": hosts_exact,
+        "top_hosts": [[h, n] for h, n in top_hosts],
+    }
 
 
 class Block:
-    """Counts for one span of log time; merging two blocks adds them."""
+    """Counts for one span of log time, as lines arrive."""
 
     __slots__ = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "methods", "hosts", "sketch")
 
@@ -65,8 +74,8 @@ class Block:
         self.status: Counter[str] = Counter()
         self.methods: Counter[str] = Counter()
         self.hosts: Counter[str] = Counter()
-        # Unique-host sketch, made once `hosts` no longer holds every host (None: exact).
-        self.sketch: bytearray | None = None
+        # Distinct-host sketch, made once `hosts` no longer holds every host (None: exact).
+        self.sketch: HyperLogLog | None = None
 
     def add_requests(self, counts: Iterable[tuple[tuple[tuple[str, str], int], int]]) -> None:
         """Add (((method, section), status), hits) pairs."""
@@ -94,122 +103,241 @@ class Block:
     def add_hosts(self, hosts: Sequence[str]) -> None:
         """Count one hit per element (a column of host names)."""
         if self.sketch is not None:
-            _sketch(hosts, self.sketch)
+            # A host still counted is in the sketch already: hash only the others, once each.
+            self.sketch.add(set(hosts).difference(self.hosts))
         self.hosts.update(hosts)
         if len(self.hosts) > MAX_TRACKED:
             if self.sketch is None:
-                self.sketch = _sketch(self.hosts)
+                self.sketch = HyperLogLog()
+                self.sketch.add(self.hosts)
             _cap(self.hosts, MAX_TRACKED)
 
     @property
     def exact_hosts(self) -> bool:
         return self.sketch is None
 
-    def merge(self, other: Block) -> None:
-        """Add another block's counts (used for the rollup, a few times a second at most)."""
-        self.hits += other.hits
-        self.bytes += other.bytes
-        self.status.update(other.status)
-        self.methods.update(other.methods)
-        self.sections.update(other.sections)
-        self.sec4xx.update(other.sec4xx)
-        self.sec5xx.update(other.sec5xx)
-        _cap(self.sections, MAX_TRACKED)
-        if self.sketch is None:
-            self.sketch = _sketch(self.hosts)
-        merged = int.from_bytes(self.sketch, "little") | int.from_bytes(other.host_sketch(), "little")
-        self.sketch[:] = merged.to_bytes(SKETCH_BITS // 8, "little")
-        self.hosts.update(other.hosts)
-        _cap(self.hosts, MAX_TRACKED)
-
-    def host_sketch(self) -> bytearray:
-        return self.sketch if self.sketch is not None else _sketch(self.hosts)
-
     def unique_hosts(self) -> int:
-        return len(self.hosts) if self.sketch is None else _estimate(self.sketch)
+        return len(self.hosts) if self.sketch is None else self.sketch.estimate()
 
-    def compact(self) -> Block:
-        """A copy small enough to keep for the rollup: top entries only, hosts counted by sketch."""
-        small = Block()
-        small.hits, small.bytes = self.hits, self.bytes
-        small.status, small.methods = Counter(self.status), Counter(self.methods)
-        small.sections = Counter(self.sections)
-        _cap(small.sections, KEEP_CLOSED * 2)
-        small.sec4xx = Counter({s: n for s, n in self.sec4xx.items() if s in small.sections})
-        small.sec5xx = Counter({s: n for s, n in self.sec5xx.items() if s in small.sections})
-        small.sketch = bytearray(self.host_sketch())
-        small.hosts = Counter(self.hosts)
-        _cap(small.hosts, KEEP_CLOSED * 2)
-        return small
+    def host_sketch(self) -> HyperLogLog:
+        """The sketch of every host seen (made from the exact hosts if there is none yet)."""
+        if self.sketch is not None:
+            return self.sketch
+        sketch = HyperLogLog()
+        sketch.add(self.hosts)
+        return sketch
 
     def summary(self, start: int, end: int) -> dict[str, Any]:
-        """The summary event for [start, end): the keys of the JSON contract plus detail."""
-        span = max(end - start, 1)
+        """The summary event for [start, end)."""
         top = [s for s in self.sections.most_common(TOP_SECTIONS + 1) if s[0] != OTHER][:TOP_SECTIONS]
-        return {
-            "type": "summary",
-            "start": start,
-            "end": end,
-            "hits": self.hits,
-            "rate": round(self.hits / span, 3),
-            "sections": [[name, n] for name, n in top],
-            "errors": {name: {"4xx": round(self.sec4xx[name] / n, 4), "5xx": round(self.sec5xx[name] / n, 4)}
-                       for name, n in top},
-            "status": dict(sorted(self.status.items())),
-            "methods": dict(self.methods.most_common()),
-            "bytes": self.bytes,
-            "bytes_mean": round(self.bytes / self.hits, 1) if self.hits else 0.0,
-            "hosts": self.unique_hosts(),
-            "hosts_exact": self.exact_hosts,
-            "top_hosts": [[h, n] for h, n in self.hosts.most_common(TOP_HOSTS + 1) if h != OTHER][:TOP_HOSTS],
-        }
+        return _event(start, end, self.hits, self.bytes, top, self.sec4xx, self.sec5xx,
+                      dict(sorted(self.status.items())), dict(self.methods.most_common()),
+                      self.unique_hosts(), self.exact_hosts,
+                      [h for h in self.hosts.most_common(TOP_HOSTS + 1) if h[0] != OTHER][:TOP_HOSTS])
 
     def to_state(self) -> dict[str, Any]:
         return {
             "hits": self.hits, "bytes": self.bytes, "sections": dict(self.sections),
             "sec4xx": dict(self.sec4xx), "sec5xx": dict(self.sec5xx), "status": dict(self.status),
             "methods": dict(self.methods), "hosts": dict(self.hosts),
-            "sketch": None if self.sketch is None else bytes(self.sketch),
+            "sketch": None if self.sketch is None else self.sketch.to_bytes(),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Block:
+        """The block `to_state()` gave; ValueError for a sketch of another kind (an older version)."""
         b = cls()
         b.hits, b.bytes = int(state["hits"]), int(state["bytes"])
         for name in ("sections", "sec4xx", "sec5xx", "status", "methods", "hosts"):
             setattr(b, name, Counter({str(k): int(v) for k, v in state[name].items()}))
         if state["sketch"] is not None:
-            if len(state["sketch"]) != SKETCH_BITS // 8:
-                raise ValueError("sketch size")
-            b.sketch = bytearray(state["sketch"])
+            b.sketch = HyperLogLog.from_bytes(state["sketch"])
         return b
 
 
+# Counters of a closed block, and of the rollup's totals.
+_COUNTERS = ("status", "methods", "sections", "sec4xx", "sec5xx", "hosts")
+
+
+class ClosedBlock:
+    """What the rollup keeps of a closed block: its totals and its top KEEP_CLOSED * 2 sections and
+    hosts (the rest folded into OTHER). Its distinct hosts live in the rollup's SlidingHosts."""
+
+    __slots__ = ("hits", "bytes", *_COUNTERS)
+
+    def __init__(self, hits: int, nbytes: int, counters: Mapping[str, dict[str, int]]) -> None:
+        self.hits, self.bytes = hits, nbytes
+        for name in _COUNTERS:
+            setattr(self, name, counters[name])
+
+    @classmethod
+    def of(cls, block: Block) -> ClosedBlock:
+        sections = Counter(block.sections)
+        _cap(sections, KEEP_CLOSED * 2)
+        hosts = Counter(block.hosts)
+        _cap(hosts, KEEP_CLOSED * 2)
+        return cls(block.hits, block.bytes, {
+            "status": dict(block.status), "methods": dict(block.methods), "sections": dict(sections),
+            "sec4xx": {s: n for s, n in block.sec4xx.items() if s in sections},
+            "sec5xx": {s: n for s, n in block.sec5xx.items() if s in sections},
+            "hosts": dict(hosts)})
+
+    def to_state(self) -> dict[str, Any]:
+        return {"hits": self.hits, "bytes": self.bytes, **{name: getattr(self, name) for name in _COUNTERS}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ClosedBlock:
+        return cls(int(state["hits"]), int(state["bytes"]),
+                   {name: {str(k): int(v) for k, v in state[name].items()} for name in _COUNTERS})
+
+
+def _add(into: dict[str, int], counts: Mapping[str, int], sign: int) -> None:
+    """Add (sign 1) or take away (sign -1) counts, dropping entries that reach zero."""
+    for key, n in counts.items():
+        total = into.get(key, 0) + sign * n
+        if total:
+            into[key] = total
+        else:
+            del into[key]
+
+
+class Ranked:
+    """Counts that blocks are added to and taken from, with the top entries at hand: a heap of
+    (-count, name) in which an entry whose count has changed since is skipped when met, rebuilt
+    once such stale entries outnumber the live ones (so its cost is spread over the updates)."""
+
+    __slots__ = ("counts", "_heap")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._heap: list[tuple[int, str]] = []
+
+    def add(self, counts: Mapping[str, int], sign: int) -> None:
+        mine, heap = self.counts, self._heap
+        for key, n in counts.items():
+            total = mine.get(key, 0) + sign * n
+            if total:
+                mine[key] = total
+                heappush(heap, (-total, key))
+            else:
+                del mine[key]
+        if len(heap) > 2 * len(mine) + HEAP_SLACK:
+            self._heap = [(-n, key) for key, n in mine.items()]
+            heapify(self._heap)
+
+    def top(self, n: int) -> list[tuple[str, int]]:
+        """The `n` largest entries other than OTHER, largest first, ties by name."""
+        mine, heap = self.counts, self._heap
+        live: list[tuple[int, str]] = []
+        taken: set[str] = set()
+        while heap and len(live) - (OTHER in taken) < n:
+            neg, key = heappop(heap)
+            if mine.get(key) == -neg and key not in taken:
+                taken.add(key)
+                live.append((neg, key))
+        for entry in live:
+            heappush(heap, entry)
+        return [(key, -neg) for neg, key in live if key != OTHER]
+
+
+class _Totals:
+    """The sums of the closed blocks the rollup holds."""
+
+    def __init__(self) -> None:
+        self.hits = self.bytes = 0
+        self.status: dict[str, int] = {}
+        self.methods: dict[str, int] = {}
+        self.sec4xx: dict[str, int] = {}
+        self.sec5xx: dict[str, int] = {}
+        self.sections = Ranked()
+        self.hosts = Ranked()
+
+    def add(self, block: ClosedBlock, sign: int) -> None:
+        self.hits += sign * block.hits
+        self.bytes += sign * block.bytes
+        for name in ("status", "methods", "sec4xx", "sec5xx"):
+            _add(getattr(self, name), getattr(block, name), sign)
+        self.sections.add(block.sections, sign)
+        self.hosts.add(block.hosts, sign)
+
+
 class Rollup:
-    """Closed blocks of the last `timeframe` seconds, merged on demand."""
+    """Closed blocks of the last `timeframe` seconds and their running totals.
+
+    The totals follow each block that arrives or leaves (counts added and taken away, distinct
+    hosts in a SlidingHosts), and the summary's top lists are worked out once per such change, so
+    a summary costs the same at any timeframe. Blocks arrive in order and `now` never goes back.
+    """
 
     def __init__(self, timeframe: int, interval: int) -> None:
         self.timeframe = timeframe
-        self.blocks: deque[tuple[int, Block]] = deque(maxlen=math.ceil(timeframe / interval) + 1)
+        self.interval = interval
+        self.blocks: deque[tuple[int, ClosedBlock]] = deque()
+        # Start of the first block pushed: before it nothing was seen, so the span starts there.
+        self.origin: int | None = None
+        # Number of the next block pushed; the blocks held are the ones just before it.
+        self.next_seq = 1
+        self._totals = _Totals()
+        self._hosts = SlidingHosts(MAX_TRACKED)
+        # The summary's figures that depend only on the blocks held (None: changed since).
+        self._figures: dict[str, Any] | None = None
 
     def push(self, start: int, block: Block) -> None:
-        self.blocks.append((start, block.compact()))
+        """Add the block [start, start + interval) that just closed."""
+        if self.origin is None:
+            self.origin = start
+        self._expire(start + self.interval - self.timeframe)
+        closed = ClosedBlock.of(block)
+        self.blocks.append((start, closed))
+        self._totals.add(closed, 1)
+        self._hosts.push(self.next_seq, block.hosts if block.exact_hosts else None, block.host_sketch())
+        self.next_seq += 1
+        self._figures = None
 
     def summary(self, now: int) -> dict[str, Any] | None:
-        """Statistics over [now - timeframe, now), or None before any block closed."""
-        start = now - self.timeframe
-        total = Block()
-        total.sketch = bytearray(SKETCH_BITS // 8)
-        for begin, block in self.blocks:
-            if begin >= start:
-                total.merge(block)
-        if not self.blocks:
+        """Statistics over [max(now - timeframe, origin), now), or None before any block closed."""
+        if self.origin is None:
             return None
-        return total.summary(start, now)
+        self._expire(now - self.timeframe)
+        if self._figures is None:
+            self._figures = self._measure()
+        return _event(max(now - self.timeframe, self.origin), now, **self._figures)
 
-    def to_state(self) -> list[Any]:
-        return [[start, block.to_state()] for start, block in self.blocks]
+    def _expire(self, cut: int) -> None:
+        """Drop the blocks that start before `cut`."""
+        blocks = self.blocks
+        if not blocks or blocks[0][0] >= cut:
+            return
+        while blocks and blocks[0][0] < cut:
+            self._totals.add(blocks.popleft()[1], -1)
+        self._hosts.expire(self.next_seq - len(blocks))
+        self._figures = None
 
-    def load(self, state: list[Any]) -> None:
-        for start, block in state:
-            self.blocks.append((int(start), Block.from_state(block)))
+    def _measure(self) -> dict[str, Any]:
+        t = self._totals
+        top = t.sections.top(TOP_SECTIONS)
+        hosts, exact = self._hosts.count()
+        return {"hits": t.hits, "nbytes": t.bytes, "sections": top,
+                "sec4xx": {name: t.sec4xx.get(name, 0) for name, _ in top},
+                "sec5xx": {name: t.sec5xx.get(name, 0) for name, _ in top},
+                "status": dict(sorted(t.status.items())),
+                "methods": dict(sorted(t.methods.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "hosts": hosts, "hosts_exact": exact, "top_hosts": t.hosts.top(TOP_HOSTS)}
+
+    def to_state(self) -> dict[str, Any]:
+        return {"origin": self.origin, "next_seq": self.next_seq,
+                "blocks": [[start, block.to_state()] for start, block in self.blocks],
+                "hosts": self._hosts.to_state()}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Resume from `to_state()` output; ValueError for an older format."""
+        if not isinstance(state, dict):
+            raise ValueError("rollup state of an older format")
+        self.origin = None if state["origin"] is None else int(state["origin"])
+        self.next_seq = int(state["next_seq"])
+        for start, block in state["blocks"]:
+            closed = ClosedBlock.from_state(block)
+            self.blocks.append((int(start), closed))
+            self._totals.add(closed, 1)
+        self._hosts = SlidingHosts.from_state(state["hosts"], MAX_TRACKED)
+        self._figures = None
