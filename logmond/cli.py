@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         text = s.help.replace("`", "").replace("%", "%%")
         if s.switch:
             groups[s.scope].add_argument(s.flag, action="store_true", default=None, help=text)
+        elif s.repeat:
+            groups[s.scope].add_argument(s.flag, action="extend", nargs="+", type=_flag_type(s), default=None,
+                                         metavar=s.metavar, help=text)
         else:
             shown = "" if s.default is None else f" (default {s.default})"
             groups[s.scope].add_argument(s.flag, type=_flag_type(s), default=None, metavar=s.metavar,
@@ -82,7 +85,10 @@ def _run(args: argparse.Namespace) -> int:
         return run_once(values["file"], settings.core_config(values), as_json=bool(values["json"]))
     source, file_values = config_file.load(args.config)
     values = resolve(args, file_values, source)
-    path = values["file"]
+    files = [values["file"]] if isinstance(values["file"], str) else values["file"] or []
+    if len(files) > 1:
+        raise OperatorError("the daemon follows one file: give --file once (several work with --once)")
+    path = files[0] if files else None
     if not path or path == "-":
         raise OperatorError("the daemon needs --file PATH (or `file` in the config); stdin works with --once")
     from logmond.daemon import Settings, serve

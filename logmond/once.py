@@ -4,19 +4,17 @@ from __future__ import annotations
 import gc
 import json
 import sys
-from typing import BinaryIO, Callable
+from typing import Callable, Sequence
 
-from logmond.core.errors import OperatorError
 from logmond.core.linebuffer import LineBuffer
 from logmond.core.monitor import Monitor
 from logmond.core.settings import CoreConfig
+from logmond.inputs import read_chunks
 from shared.schema import ALERT, RECOVER, SUMMARY, Event, alert_message, iso_utc
 from shared.units import size
 
 # Bytes read per system call.
 READ_SIZE = 1024 * 1024
-
-
 
 
 def format_summary(s: Event) -> str:
@@ -50,38 +48,28 @@ def _writer(as_json: bool) -> Callable[[Event], None]:
     return write
 
 
-def _open(path: str) -> BinaryIO:
-    if path == "-":
-        return sys.stdin.buffer
-    try:
-        return open(path, "rb")
-    except OSError as exc:
-        raise OperatorError(f"cannot read {path}: {exc.strerror}") from None
-
-
-def run_once(path: str, config: CoreConfig, as_json: bool) -> int:
-    stream = _open(path)
+def run_once(paths: str | Sequence[str], config: CoreConfig, as_json: bool) -> int:
+    """Read every input in order as one stream; print events as they complete, then totals."""
+    paths = [paths] if isinstance(paths, str) else list(paths)
     # A short-lived batch run: the core makes no reference cycles, and the cyclic collector
     # would otherwise rescan millions of young tuples (about 7 % of the run).
     gc.disable()
     monitor = Monitor(config)
     write = _writer(as_json)
-    lines = LineBuffer()
     said_format = False
-    with stream:
-        while True:
-            try:
-                data = stream.read(READ_SIZE)
-            except OSError as exc:
-                raise OperatorError(f"cannot read {path}: {exc.strerror}") from None
-            events = monitor.feed(lines.feed(data)) if data else monitor.feed(lines.flush()) + monitor.finish()
+    for path in paths:
+        lines = LineBuffer()
+        for data in read_chunks(path, READ_SIZE):
+            for event in monitor.feed(lines.feed(data)):
+                write(event)
             if not as_json and not said_format and monitor.format and config.format == "auto":
                 print(f"logmond: format {monitor.format} (auto-detected)", file=sys.stderr)
                 said_format = True
-            for event in events:
-                write(event)
-            if not data:
-                break
+        # Each input's end ends its last line.
+        for event in monitor.feed(lines.flush()):
+            write(event)
+    for event in monitor.finish():
+        write(event)
     totals = monitor.totals()
     if as_json:
         write(totals)

@@ -1,6 +1,7 @@
 """`logmond --once` as a user runs it: a real process, real files, stdin, pipes and bad flags."""
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -115,3 +116,38 @@ def test_closed_pipe_is_quiet():
         shell=True, input=log, capture_output=True, text=True, timeout=60)
     assert pipeline.stdout.count("\n") == 1 and json.loads(pipeline.stdout)["type"] == "summary"
     assert pipeline.stderr == ""
+
+
+def test_several_files_are_one_stream_and_gzip_is_read_by_its_magic(tmp_path: Path):
+    """A rotated set, oldest first: access.log.2.gz (named without .gz too), access.log.1, access.log."""
+    lines = traffic().splitlines(keepends=True)
+    third = len(lines) // 3
+    oldest, middle, newest = tmp_path / "access.log.2", tmp_path / "access.log.1", tmp_path / "access.log"
+    oldest.write_bytes(gzip.compress("".join(lines[:third]).encode()))
+    # The middle file's last line has no newline: the end of a file ends its line.
+    middle.write_text("".join(lines[third:2 * third]).rstrip("\n"))
+    newest.write_text("".join(lines[2 * third:]))
+    whole = tmp_path / "whole.log"
+    whole.write_text("".join(lines))
+    together = once("--json", "--file", str(oldest), "--file", str(middle), str(newest))
+    assert together.returncode == 0, together.stderr
+    assert together.stdout == once("--json", "--file", str(whole)).stdout
+    assert json.loads(together.stdout.splitlines()[-1])["lines"] == len(lines)
+    piped = subprocess.run([*LOGMOND, "--once", "--json", "--file", "-"], input=oldest.read_bytes(),
+                           capture_output=True, timeout=60)
+    assert json.loads(piped.stdout.splitlines()[-1])["lines"] == third
+
+
+def test_a_broken_gzip_file_is_one_line_and_exit_2(tmp_path: Path):
+    path = tmp_path / "access.log.1.gz"
+    path.write_bytes(gzip.compress(traffic().encode())[:200])
+    out = once("--file", str(path))
+    assert out.returncode == 2 and out.stderr.splitlines()[-1].startswith(f"logmond: cannot read {path}")
+    assert "Traceback" not in out.stderr
+
+
+def test_the_daemon_follows_one_file(tmp_path: Path):
+    out = subprocess.run([sys.executable, "-m", "logmond", "--file", "a.log", "--file", "b.log"],
+                         capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr == \
+        "logmond: the daemon follows one file: give --file once (several work with --once)\n"

@@ -74,6 +74,8 @@ class Setting:
     choices: tuple[str, ...] | None = None
     # The README's default column, when the default is not simply the value.
     shown_default: str = ""
+    # The flag may be given several times, each with one or more values (a list).
+    repeat: bool = False
 
     @property
     def flag(self) -> str:
@@ -110,9 +112,10 @@ def _timeframe(v: int, values: dict[str, Any]) -> str | None:
 _NUMBER = (int, float)
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("file", "the log; `-` reads stdin with --once; the daemon waits for a missing file in an "
-            "existing directory", scope=RUN, metavar="PATH", toml=(str,), toml_what="a path string",
-            shown_default="(required)"),
+    Setting("file", "the log; `-` reads stdin. With --once, several (`--file a.2.gz --file a.1 --file a`, or "
+            "`--file a b`) are read in that order as one stream, gzip ones by their magic bytes; the daemon "
+            "follows one, and waits for it if it is missing in an existing directory", scope=RUN, metavar="PATH",
+            toml=(str,), toml_what="a path string", shown_default="(required)", repeat=True),
     Setting("once", "read to the end, print, exit", parse=None, scope=RUN, default=False),
     Setting("json", "with --once: JSON Lines on stdout instead of human text", parse=None, scope=RUN,
             default=False),
