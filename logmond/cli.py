@@ -98,6 +98,8 @@ def _run(args: argparse.Namespace) -> int:
         state_dir=paths.state_dir(values["state_dir"]),
         from_start=bool(values["from_start"]),
         replay_speed=values["speed"] if values["replay"] else None,
+        safety_check=values["safety_check"],
+        drain_grace=values["drain_grace"],
     )
 
     def reload() -> settings.CoreConfig:

@@ -30,8 +30,6 @@ from shared.schema import ALERT, RECOVER, Event, alert_message
 
 # Seconds between ticks: live clock, checkpoint, snapshot push.
 TICK = 1.0
-# Seconds between the source's safety checks (lost events, network filesystems).
-SAFETY_CHECK = 2.0
 # Bytes ingested before giving the event loop back to clients during a backlog.
 INGEST_SLICE = 4 * 1024 * 1024
 
@@ -46,6 +44,9 @@ class Settings:
     from_start: bool = False
     # --replay speed (log seconds per second); None follows the file live.
     replay_speed: float | None = None
+    # Seconds between the source's safety checks, and a rotated file's drain grace.
+    safety_check: float = 2.0
+    drain_grace: float = 2.0
 
 
 class Store(Protocol):
@@ -220,7 +221,7 @@ class Daemon:
             for event in self.monitor.advance(now):
                 self._emit(event)
         mono = time.monotonic()
-        if mono - self._last_check >= SAFETY_CHECK:
+        if mono - self._last_check >= self.settings.safety_check:
             self._last_check = mono
             self._ingest(self.source.check(INGEST_SLICE))
             if self.source.has_more():
@@ -315,11 +316,11 @@ def _core_key(core: CoreConfig) -> list[Any]:
     return [core.format, core.window, core.lateness, core.summary_interval, core.timeframe]
 
 
-def _follow(path: str) -> Opener:
+def _follow(path: str, drain_grace: float) -> Opener:
     """The live wiring: the follower, woken by inotify (its clock is the LiveClock)."""
     def open_source(monitor: Monitor, resume: Sequence[Position], from_start: bool) -> Source:
         try:
-            return Follower(path, resume=resume, from_start=from_start)
+            return Follower(path, resume=resume, from_start=from_start, drain_grace=drain_grace)
         except (FileNotFoundError, NotADirectoryError):
             raise OperatorError(f"the directory of {path} does not exist: create it or fix --file") from None
         except PermissionError:
@@ -346,7 +347,8 @@ def serve(settings: Settings, core: CoreConfig, reload: Callable[[], CoreConfig]
     logging.basicConfig(level=logging.INFO, format="logmond: %(levelname)s %(message)s")
     logging.getLogger("pyinotify").handlers.clear()
     if settings.replay_speed is None:
-        daemon = Daemon(settings, core, _follow(settings.file), LiveClock(), Checkpoints(settings.state_dir), reload)
+        daemon = Daemon(settings, core, _follow(settings.file, settings.drain_grace), LiveClock(),
+                        Checkpoints(settings.state_dir), reload)
     else:
         clock = ReplayClock()
         daemon = Daemon(settings, core, _replay(settings.file, settings.replay_speed, clock), clock,

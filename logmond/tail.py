@@ -244,8 +244,10 @@ class Follower:
 
     poll_interval = None
 
-    def __init__(self, path: str, *, resume: Sequence[Position] = (), from_start: bool = False) -> None:
+    def __init__(self, path: str, *, resume: Sequence[Position] = (), from_start: bool = False,
+                 drain_grace: float = DRAIN_GRACE) -> None:
         self._path = os.path.abspath(path)
+        self._drain_grace = drain_grace
         self._dir, self._name = os.path.split(self._path)
         self._current: _OpenFile | None = None
         self._draining: list[_OpenFile] = []  # replaced files still being read, oldest first
@@ -326,7 +328,7 @@ class Follower:
         """The path opened afresh (SIGHUP), resuming every file where this follower stands; call
         after reading everything. OSError if it cannot, and this follower stays usable."""
         positions = self.positions()
-        return Follower(self._path, resume=positions, from_start=not positions)
+        return Follower(self._path, resume=positions, from_start=not positions, drain_grace=self._drain_grace)
 
     def close(self) -> None:
         if self._closed:
@@ -453,13 +455,13 @@ class Follower:
         return b""
 
     def _close_drained(self) -> bytes:
-        """Close replaced files that are done: quiet for DRAIN_GRACE, and either the new file has
+        """Close replaced files that are done: quiet for the drain grace, and either the new file has
         data (the writer has moved on) or the old one is deleted. Returns their unfinished lines."""
         now = time.monotonic()
         moved_on = self._current is not None and self._current.read_pos > 0
         out = []
         for f in list(self._draining):
-            if now - f.last_data >= DRAIN_GRACE and (moved_on or f.deleted()) and f.read_all():
+            if now - f.last_data >= self._drain_grace and (moved_on or f.deleted()) and f.read_all():
                 out.append(f.lines.flush())
                 self._forget(f)
         return b"".join(out)

@@ -16,8 +16,9 @@ import pytest
 
 from conftest import Logmond, csv_line, wait_for
 
-# Live mode with nothing late: lines carry the wall time and may be this far out of order.
-LIVE = ("--lateness", "30", "--threshold", "1000000")
+# Live mode with nothing late: lines carry the wall time and may be this far out of order. The
+# safety check and drain grace are short so that rotation is settled sooner, by the same rules.
+LIVE = ("--lateness", "30", "--threshold", "1000000", "--safety-check", "0.5", "--drain-grace", "0.5")
 # Lines a second from the writer (conftest.Writer: one O_APPEND descriptor, one write per line).
 RATE = 2000
 

@@ -22,6 +22,9 @@ MAX_SPAN = 86_400
 MAX_LATENESS = 3_600
 # Most blocks the rollup keeps (timeframe / interval).
 MAX_BLOCKS = 8_640
+# Longest safety-check period and drain grace, seconds: past a minute a lost event goes unseen
+# for too long, and a rotated file is held open for nothing.
+MAX_WAIT = 60
 
 # Where a setting belongs: the pure core's CoreConfig, the daemon shell, or how the command runs.
 CORE, DAEMON, RUN = "core", "daemon", "run"
@@ -146,6 +149,14 @@ SETTINGS: tuple[Setting, ...] = (
             shown_default="`/etc/logmond/logmond.toml` if it exists"),
     Setting("from_start", "with no checkpoint, read the file from its start instead of its end", parse=None,
             scope=DAEMON, default=False, toml=(bool,), toml_what="true or false"),
+    Setting("safety_check", "seconds between the checks that catch what inotify cannot tell (lost events, "
+            "network filesystems)", default=2.0, parse=_positive, toml=_NUMBER, toml_what="a number of seconds",
+            metavar="S", check=lambda v, _: None if 0 < v <= MAX_WAIT else f"must be > 0 and at most {MAX_WAIT}",
+            scope=DAEMON),
+    Setting("drain_grace", "seconds a rotated-away file is still read after it last grew, for a writer that "
+            "reopens late", default=2.0, parse=_positive, toml=_NUMBER, toml_what="a number of seconds",
+            metavar="S", check=lambda v, _: None if 0 < v <= MAX_WAIT else f"must be > 0 and at most {MAX_WAIT}",
+            scope=DAEMON),
     Setting("replay", "pace an existing file by its own timestamps (with --speed)", parse=None, scope=DAEMON,
             default=False),
     Setting("speed", "with --replay: log seconds per second", default=1.0, parse=_positive, scope=DAEMON,
@@ -189,12 +200,12 @@ def from_toml(name: str, value: Any) -> Any:
     setting = BY_NAME[name]
     if isinstance(value, bool) != (bool in setting.toml) or not isinstance(value, setting.toml):
         raise InvalidSetting(name, f"must be {setting.toml_what}, not {value!r}")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidSetting(name, f"must be a finite number, not {value!r}")
-        return Fraction(repr(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidSetting(name, f"must be a finite number, not {value!r}")
     if setting.parse is _fraction:
-        return Fraction(value)
+        return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
+    if setting.parse is _positive:
+        return float(value)
     return value
 
 
