@@ -1,7 +1,8 @@
 """Command line of logmonctl: a thin shell over shared.client and logmonctl.render.
 
 Exit codes are for scripts and monitoring (like supervisorctl and Nagios plugins): 0 fine,
-2 alert firing, 3 no usable daemon, 64 bad usage, 130 interrupted. Never a traceback.
+1 much of the log malformed, 2 alert firing, 3 no usable daemon or no format fits the log,
+64 bad usage, 130 interrupted. Never a traceback.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from shared.protocol import EVENT_ALERT, ApiError
 from shared.schema import alert_message
 
 EXIT_OK = 0
-EXIT_ALERT = 2
 EXIT_UNAVAILABLE = 3  # also Nagios UNKNOWN
 EXIT_USAGE = 64       # EX_USAGE
 EXIT_INTERRUPTED = 130
@@ -51,7 +51,7 @@ def cmd_status(args: argparse.Namespace, path: str) -> int:
         st = client.call("status")
         last = None if args.json else client.call("stats")["interval"]
     print(json_line(st) if args.json else render.status_text(st, last))
-    return EXIT_ALERT if st["alert"]["active"] else EXIT_OK
+    return render.state(st)
 
 
 def cmd_check(args: argparse.Namespace, path: str) -> int:
@@ -61,7 +61,7 @@ def cmd_check(args: argparse.Namespace, path: str) -> int:
         print(render.check_unknown(_reason(exc, path)))  # Nagios reads stdout; main() still says it on stderr
         raise
     print(render.check_line(st))
-    return EXIT_ALERT if st["alert"]["active"] else EXIT_OK
+    return render.state(st)
 
 
 def cmd_stats(args: argparse.Namespace, path: str) -> int:
@@ -116,7 +116,8 @@ def cmd_watch(args: argparse.Namespace, path: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="logmonctl", description="Query and watch a running logmond.",
-                epilog="exit status: 0 ok, 2 alert firing (status, check), 3 daemon unreachable, 64 bad usage")
+                epilog="exit status (status, check): 0 ok, 1 over 10 %% of recent lines malformed, 2 alert firing, "
+                       "3 daemon unreachable or no format fits the log; 64 bad usage")
     p.add_argument("--version", action="version", version=f"logmonctl {__version__}")
     p.add_argument("--socket", metavar="PATH", help="logmond's socket (default: as logmond resolves it, see README)")
     # Also accepted after the command; SUPPRESS keeps an absent one from hiding the global one.
@@ -129,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.set_defaults(handler=handler)
         return cmd
 
-    status = command("status", cmd_status, "short summary; exit 2 if the alert is firing")
+    status = command("status", cmd_status, "short summary; exit 0/1/2/3 as check")
     status.add_argument("--json", action="store_true", help="the daemon's status reply as one JSON line")
-    command("check", cmd_check, "Nagios/Icinga plugin: one line with perfdata, exit 0/2/3")
+    command("check", cmd_check, "Nagios/Icinga plugin: one line with perfdata, exit 0/1/2/3")
     alerts = command("alerts", cmd_alerts, "alert history, oldest first")
     alerts.add_argument("--json", action="store_true", help="one JSON object per line")
     alerts.add_argument("--follow", "-f", action="store_true", help="keep printing alerts as they happen (Ctrl-C ends)")

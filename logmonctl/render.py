@@ -48,7 +48,7 @@ def status_text(st: dict[str, Any], last: dict[str, Any] | None = None) -> str:
         state = "quiet"
     return "\n".join([
         _field("logmond", f"{st['version']}, pid {st['pid']}, up {duration(st['uptime'])}, {st['clients']} clients"),
-        _field("file", f"{f['path']} ({st['format']}), {where}"),
+        _field("file", f"{f['path']} ({st['format'] or 'no known format fits it'}), {where}"),
         _field("log time", clock),
         _field("lines", f"{st['lines']} read: {st['parsed']} parsed, {st['malformed']} malformed, {st['late']} late"),
         _field("now", "no complete interval yet" if last is None else
@@ -62,14 +62,50 @@ def status_text(st: dict[str, Any], last: dict[str, Any] | None = None) -> str:
     ])
 
 
+# Share of the lines read over the alert window that, malformed, makes `check` warn: a log a
+# tenth unreadable is a blind spot worth a look, even while traffic looks fine.
+MALFORMED_WARNING = 0.10
+# Nagios plugin states, which are also the exit codes of `status` and `check`.
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+_STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+
+
+def malformed_ratio(st: dict[str, Any]) -> float:
+    """Malformed share of the lines read over the last alert window."""
+    recent = st["recent"]
+    return recent["malformed"] / recent["lines"] if recent["lines"] else 0.0
+
+
+def state(st: dict[str, Any]) -> int:
+    """The plugin state: UNKNOWN while no format fits the log (a blind spot is never OK),
+    CRITICAL while the alert fires, WARNING when too much of the log is malformed, else OK."""
+    if st["format"] is None and st["format_error"]:
+        return UNKNOWN
+    if st["alert"]["active"]:
+        return CRITICAL
+    if malformed_ratio(st) > MALFORMED_WARNING:
+        return WARNING
+    return OK
+
+
 def check_line(st: dict[str, Any]) -> str:
     """The Nagios plugin line; the state follows the daemon's alert, which hysteresis may hold on."""
-    state = "CRITICAL" if st["alert"]["active"] else "OK"
+    code = state(st)
+    ratio = malformed_ratio(st)
+    threshold = number(st["threshold"])
+    perf = (f" | rate={st['rate']:.2f};;{threshold} hits={window_hits(st)} malformed={st['malformed']}"
+            f" malformed_ratio={ratio:.3f};{MALFORMED_WARNING}")
+    if code == UNKNOWN:
+        return (f"LOGMON UNKNOWN - no known format fits {st['file']['path']}: {st['format_error']};"
+                f" give the server's format (--format or `format`){perf}")
     over = ">" if st["rate"] > st["threshold"] else "<="
     held = " (alert still firing)" if st["alert"]["active"] and over == "<=" else ""
-    threshold = number(st["threshold"])
-    return (f"LOGMON {state} - {st['rate']:.2f} hits/s over {st['window']}s {over} {threshold}{held}"
-            f" | rate={st['rate']:.2f};;{threshold} hits={window_hits(st)} malformed={st['malformed']}")
+    text = f"{st['rate']:.2f} hits/s over {st['window']}s {over} {threshold}{held}"
+    if code == WARNING:
+        recent = st["recent"]
+        text = (f"{ratio:.0%} of the lines over {st['window']}s are malformed "
+                f"({recent['malformed']} of {recent['lines']}, mostly {recent['top_reason']}); {text}")
+    return f"LOGMON {_STATE_NAMES[code]} - {text}{perf}"
 
 
 def check_unknown(reason: str) -> str:

@@ -30,6 +30,8 @@ from shared.schema import ALERT, RECOVER, Event, alert_message
 
 # Seconds between ticks: live clock, checkpoint, snapshot push.
 TICK = 1.0
+# Seconds between the warnings that no format fits the log (the journal should not fill with them).
+FORMAT_WARNING_EVERY = 60.0
 # Bytes ingested before giving the event loop back to clients during a backlog.
 INGEST_SLICE = 4 * 1024 * 1024
 
@@ -81,6 +83,7 @@ class Daemon:
         # Set once shutdown begins: no read may be scheduled after the source is closed.
         self._stopping = False
         self._last_check = 0.0
+        self._format_warned: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -227,7 +230,17 @@ class Daemon:
             if self.source.has_more():
                 self._schedule_read()
         self._checkpoint()
+        self._warn_unreadable()
         self.server.publish_snapshot(self.ops.tick())
+
+    def _warn_unreadable(self) -> None:
+        """Say loudly, at most once a minute, that no format fits the log (status says it too)."""
+        reason = self.monitor.describe_format()["format_error"]
+        mono = time.monotonic()
+        if reason and (self._format_warned is None or mono - self._format_warned >= FORMAT_WARNING_EVERY):
+            self._format_warned = mono
+            log.warning("no known format fits %s: %s; a line: %r; set `format` to the server's log format",
+                        self.settings.file, reason, self.monitor.unfit_sample())
 
     async def _watchdog(self, interval: float) -> None:
         """Ping from the event loop itself: if the loop is stuck, the pings stop and systemd acts."""

@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Callable, Sequence
 
+from logmond.core import catalog
 from logmond.core.linebuffer import LineBuffer
 from logmond.core.monitor import Monitor
 from logmond.core.settings import CoreConfig
@@ -15,6 +16,12 @@ from shared.units import size
 
 # Bytes read per system call.
 READ_SIZE = 1024 * 1024
+# Exit status when the input had lines but no format fits any of them.
+EXIT_NO_FORMAT = 1
+# Share of malformed lines past which --once warns on stderr (as `logmonctl check` does).
+MALFORMED_WARNING = 0.10
+# Characters of a line quoted in those messages.
+FIRST_LINE_CHARS = 120
 
 
 def format_summary(s: Event) -> str:
@@ -76,4 +83,15 @@ def run_once(paths: str | Sequence[str], config: CoreConfig, as_json: bool) -> i
     else:
         print(f"{totals['lines']} lines: {totals['parsed']} parsed, {totals['malformed']} malformed, "
               f"{totals['late']} late", file=sys.stderr)
+    sys.stdout.flush()
+    if monitor.log_format is None and totals["lines"]:
+        first = (monitor.unfit_sample() or "")[:FIRST_LINE_CHARS]
+        print(f"logmond: no known format fits {', '.join(paths)} (tried {catalog.tried()}); first line: "
+              f"{first!r}; give --format (a preset or the server's log_format / LogFormat string)", file=sys.stderr)
+        return EXIT_NO_FORMAT
+    if totals["lines"] and totals["malformed"] > MALFORMED_WARNING * totals["lines"]:
+        reason = max(totals["malformed_by_reason"], key=totals["malformed_by_reason"].__getitem__)
+        sample = next((m["line"] for m in totals["malformed_samples"] if m["reason"] == reason), "")
+        print(f"logmond: warning: {totals['malformed'] / totals['lines']:.0%} of the lines are malformed, mostly "
+              f"{reason}, e.g. {sample[:FIRST_LINE_CHARS]!r}", file=sys.stderr)
     return 0

@@ -11,7 +11,8 @@ from collections import deque
 from typing import Any, Callable
 
 from logmond.core.linebuffer import LineBuffer
-from logmond.core.parse import CSV_HEADER, Record, decode_line, parse_line
+from logmond.core.formats import LogFormat
+from logmond.core.parse import Record, decode_line
 from logmond.tail import Position
 
 # Bytes read from the file at a time while looking ahead for due lines.
@@ -48,7 +49,7 @@ class Replayer:
 
     poll_interval = REPLAY_STEP
 
-    def __init__(self, path: str, speed: float, wall0: float, decide_format: Callable[[bytes], str],
+    def __init__(self, path: str, speed: float, wall0: float, decide_format: Callable[[bytes], LogFormat | None],
                  clock: ReplayClock | None = None) -> None:
         self.clock = clock or ReplayClock()
         self.path = path
@@ -57,7 +58,7 @@ class Replayer:
         self._file = open(path, "rb")
         self._lines = LineBuffer()
         self._decide_format = decide_format
-        self._format: str | None = None
+        self._format: LogFormat | None = None
         self._queue: deque[tuple[int | None, bytes]] = deque()
         self._first: int | None = None
         self._eof = False
@@ -127,11 +128,11 @@ class Replayer:
         return bool(self._queue)
 
     def _time_of(self, raw: bytes) -> int | None:
+        """The line's time, or None (released at once, for the monitor to count) if it has none."""
         line = decode_line(raw)
-        if line is None or line == CSV_HEADER:
+        if line is None or self._format is None or line == self._format.header or "\x00" in line:
             return None
-        assert self._format is not None
-        rec = parse_line(line, self._format)
+        rec = self._format.parse(line)
         if not isinstance(rec, Record):
             return None
         if self._first is None:

@@ -8,7 +8,9 @@ import pytest
 
 from logmond.core.batch import MAX_BYTES_PER_SECOND
 from logmond.core.monitor import CoreConfig, Monitor
-from logmond.core.parse import FORMATS, MAX_BYTES_PER_LINE, R_BYTES, parse_line
+from logmond.core.catalog import parse_line
+from logmond.tools.loggen import FORMATS
+from logmond.core.parse import MAX_BYTES_PER_LINE, R_BYTES
 from logmond.core.window import Block
 from test_parse import make_line
 

@@ -28,7 +28,8 @@ from shared import units
 STATUS = {
     "version": "0.1.0", "protocol": 1, "pid": 4242, "started_at": 1.0, "uptime": 3725.5,
     "file": {"path": "/var/log/access.log", "device": 1, "inode": 2, "offset": 2048, "size": 4096},
-    "format": "csv", "lines": 1500, "parsed": 1496, "malformed": 3, "late": 1, "clock": T0 + 250,
+    "format": "csv", "format_spec": None, "format_error": None, "lines": 1500, "parsed": 1496, "malformed": 3,
+    "late": 1, "recent": {"lines": 1000, "malformed": 2, "top_reason": "fields"}, "clock": T0 + 250,
     "rate": 12.4, "threshold": 10.0, "window": 120,
     "alert": {"active": True, "since": T0, "hits": 1300, "rate": 10.83},
     "process": {"rss_bytes": 35_756_032, "cpu_percent": 1.25, "open_fds": 12}, "clients": 2,
@@ -92,13 +93,31 @@ def test_status_text_before_any_line_and_any_file():
 
 def test_check_line_is_the_nagios_format():
     assert render.check_line(STATUS) == \
-        "LOGMON CRITICAL - 12.40 hits/s over 120s > 10 | rate=12.40;;10 hits=1488 malformed=3"
+        "LOGMON CRITICAL - 12.40 hits/s over 120s > 10 | rate=12.40;;10 hits=1488 malformed=3 malformed_ratio=0.002;0.1"
     assert render.check_line(QUIET) == \
-        "LOGMON OK - 3.20 hits/s over 120s <= 10 | rate=3.20;;10 hits=384 malformed=3"
+        "LOGMON OK - 3.20 hits/s over 120s <= 10 | rate=3.20;;10 hits=384 malformed=3 malformed_ratio=0.002;0.1"
     held = {**STATUS, "rate": 9.5}  # hysteresis keeps the alert on below the threshold
-    assert render.check_line(held) == \
-        "LOGMON CRITICAL - 9.50 hits/s over 120s <= 10 (alert still firing) | rate=9.50;;10 hits=1140 malformed=3"
+    assert render.check_line(held) == ("LOGMON CRITICAL - 9.50 hits/s over 120s <= 10 (alert still firing) | "
+                                       "rate=9.50;;10 hits=1140 malformed=3 malformed_ratio=0.002;0.1")
     assert render.check_unknown("no socket") == "LOGMON UNKNOWN - no socket"
+    assert [render.state(s) for s in (STATUS, QUIET, held)] == [2, 0, 2]
+
+
+def test_check_warns_on_a_log_much_malformed_and_is_unknown_when_no_format_fits():
+    dirty = {**QUIET, "recent": {"lines": 100, "malformed": 11, "top_reason": "fields"}}
+    assert render.state(dirty) == render.WARNING
+    assert render.check_line(dirty) == (
+        "LOGMON WARNING - 11% of the lines over 120s are malformed (11 of 100, mostly fields); "
+        "3.20 hits/s over 120s <= 10 | rate=3.20;;10 hits=384 malformed=3 malformed_ratio=0.110;0.1")
+    assert render.state({**dirty, "recent": {"lines": 100, "malformed": 10, "top_reason": "fields"}}) == render.OK
+    # The alert wins over the warning.
+    assert render.state({**dirty, "alert": STATUS["alert"]}) == render.CRITICAL
+    blind = {**QUIET, "format": None, "format_error": "none of the formats tried fits (csv, combined)"}
+    assert render.state(blind) == render.UNKNOWN and render.state({**blind, "alert": STATUS["alert"]}) == 3
+    assert render.check_line(blind).startswith(
+        "LOGMON UNKNOWN - no known format fits /var/log/access.log: none of the formats tried fits (csv, combined);")
+    # No line yet is not a blind spot.
+    assert render.state({**QUIET, "format": None, "format_error": None}) == render.OK
 
 
 def test_summary_tables_have_shares_error_rates_and_estimates():
@@ -288,12 +307,14 @@ def test_status_and_check_without_alert_exit_0(logmond, short_tmp):
     log.write_text("")
     d = logmond("--alert-window", "100", "--lateness", "0").start()
     now = int(time.time())
-    log.write_text("".join(csv_line(now, i) for i in range(3)) + "garbage\n")
-    wait_for(lambda: d.status()["rate"] == 0.03, what="three hits in the window")
+    # One line in ten malformed: at the warning's edge, not past it.
+    log.write_text("".join(csv_line(now, i) for i in range(9)) + "garbage\n")
+    wait_for(lambda: d.status()["rate"] == 0.09, what="nine hits in the window")
 
     check = ctl("check", "--socket", d.socket)
     assert (check.returncode, check.stdout, check.stderr) == \
-        (0, "LOGMON OK - 0.03 hits/s over 100s <= 10 | rate=0.03;;10 hits=3 malformed=1\n", "")
+        (0, "LOGMON OK - 0.09 hits/s over 100s <= 10 | rate=0.09;;10 hits=9 malformed=1 malformed_ratio=0.100;0.1\n",
+         "")
 
     out = ctl("status", env={"LOGMOND_SOCKET": d.socket})  # resolved as logmond resolves it
     assert (out.returncode, out.stderr) == (0, "")
@@ -304,8 +325,8 @@ def test_status_and_check_without_alert_exit_0(logmond, short_tmp):
     assert re.fullmatch(r"now       (no complete interval yet|0\.[0-9]{2} hits/s over the last 10s \(to .*Z\))",
                         lines[4]), lines[4]
     del lines[4]
-    assert lines[3:6] == ["lines     4 read: 3 parsed, 1 malformed, 0 late",
-                          "traffic   0.03 hits/s over 100s (3 hits) <= threshold 10",
+    assert lines[3:6] == ["lines     10 read: 9 parsed, 1 malformed, 0 late",
+                          "traffic   0.09 hits/s over 100s (9 hits) <= threshold 10",
                           "alert     quiet"]
 
     as_json = ctl("status", "--json", "--socket", d.socket)
@@ -338,7 +359,8 @@ def test_a_firing_alert_exits_2_and_reaches_a_follower_as_it_happens(logmond, sh
             in status.stdout
         assert json.loads(ctl("status", "--json", "--socket", d.socket).stdout)["alert"]["active"] is True
         check = ctl("check", "--socket", d.socket)
-        m = re.fullmatch(r"LOGMON CRITICAL - (\d+\.\d\d) hits/s over 10s > 1 \| rate=\1;;1 hits=(\d+) malformed=0\n",
+        m = re.fullmatch(r"LOGMON CRITICAL - (\d+\.\d\d) hits/s over 10s > 1 \| rate=\1;;1 hits=(\d+) malformed=0"
+                         r" malformed_ratio=0\.000;0\.1\n",
                          check.stdout)
         assert check.returncode == 2 and m, check.stdout
         assert int(m[2]) == round(float(m[1]) * 10) > 10
@@ -426,3 +448,29 @@ def test_bad_usage_exits_64_with_one_line(short_tmp):
         assert out.returncode == 64, args
         assert out.stderr.count("\n") == 1 and re.fullmatch(r"logmonctl: .+ \(see --help\)\n", out.stderr), out.stderr
     assert (version.returncode, version.stdout) == (0, "logmonctl 0.1.0\n")
+
+
+def test_check_warns_when_a_tenth_is_malformed_and_is_unknown_when_no_format_fits(logmond, short_tmp):
+    log = short_tmp / "access.log"
+    log.write_text("")
+    d = logmond("--alert-window", "100", "--lateness", "0").start()
+    now = int(time.time())
+    log.write_text("".join(csv_line(now, i) for i in range(8)) + "garbage\n" * 2)
+    wait_for(lambda: d.status()["rate"] == 0.08, what="eight hits in the window")
+    check = ctl("check", "--socket", d.socket)
+    assert check.returncode == 1 and check.stdout.startswith(
+        "LOGMON WARNING - 20% of the lines over 100s are malformed (2 of 10, mostly fields); 0.08 hits/s"), check.stdout
+    assert ctl("status", "--socket", d.socket).returncode == 1
+    assert d.stop() == 0
+
+    services = short_tmp / "services"
+    services.write_text("".join(f"service{i}\t{1000 + i}/tcp\t\t# a port\n" for i in range(20)))
+    blind = logmond("--from-start", "--state-dir", str(short_tmp / "blind-state"), log=services).start()
+    wait_for(lambda: blind.status()["format_error"], what="the daemon to say no format fits")
+    st = blind.status()
+    assert st["format"] is None and st["lines"] == 0
+    check = ctl("check", "--socket", blind.socket)
+    assert check.returncode == 3 and check.stdout.startswith(f"LOGMON UNKNOWN - no known format fits {services}: ")
+    assert "give the server's format" in check.stdout
+    wait_for(lambda: "no known format fits" in blind.stderr(), what="the warning in the daemon's log")
+    assert "a line: 'service0\\t1000/tcp\\t\\t# a port'" in blind.stderr()

@@ -20,8 +20,9 @@ from shared.protocol import ApiError
 
 LIVE = ("--lateness", "30", "--threshold", "1000000")
 
-STATUS_KEYS = {"version", "protocol", "pid", "started_at", "uptime", "file", "format", "lines", "parsed",
-               "malformed", "late", "clock", "rate", "threshold", "window", "alert", "process", "clients"}
+STATUS_KEYS = {"version", "protocol", "pid", "started_at", "uptime", "file", "format", "format_spec", "format_error",
+               "lines", "parsed", "malformed", "late", "recent", "clock", "rate", "threshold", "window", "alert",
+               "process", "clients"}
 FILE_KEYS = {"path", "device", "inode", "offset", "size"}
 ALERT_KEYS = {"active", "since", "hits", "rate"}
 PROCESS_KEYS = {"rss_bytes", "cpu_percent", "open_fds"}

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from logmond.core import batch, monitor
 from logmond.core.batch import JUMP_CONFIRM, MAX_JUMP, Chunk, Counts, fast_chunk, slow_chunk
 from logmond.core.monitor import CoreConfig, Monitor
-from logmond.core.parse import CSV_HEADER, FORMATS, MAX_BYTES_PER_LINE, MAX_LINE, R_BYTES, R_CLOCK
+from logmond.core.catalog import compile_format
+from logmond.tools.loggen import FORMATS
+from logmond.core.parse import CSV_HEADER, MAX_BYTES_PER_LINE, MAX_LINE, R_BYTES, R_CLOCK
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 BLOCK_FIELDS = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "methods", "hosts")
@@ -206,7 +208,7 @@ def prefilled(interval: int, fmt: str) -> Counts:
     """Counts that already hold some earlier lines, so that adding into existing blocks is covered."""
     counts = Counts(interval)
     seed = "".join(clean_example_line(fmt, BASE_MIN + 5 + i // 2, i) + "\n" for i in range(6))
-    slow_chunk(seed.encode(), fmt, counts, None, 5)
+    slow_chunk(seed.encode(), compile_format(fmt), counts, None, 5)
     return counts
 
 
@@ -233,15 +235,15 @@ def check(fmt: str, chunks: list[bytes], clock: int | None, lateness: int, inter
                 text = data.decode("utf-8")
             except UnicodeDecodeError:    # Monitor sends undecodable runs straight down the slow path
                 text = None
-            fast = None if text is None else fast_chunk(text, fmt, counts_a, clock_a, lateness)
-            slow = slow_chunk(data, fmt, counts_b, clock_b, lateness)
+            fast = None if text is None else fast_chunk(text, compile_format(fmt), counts_a, clock_a, lateness)
+            slow = slow_chunk(data, compile_format(fmt), counts_b, clock_b, lateness)
             assert slow.lines == slow.parsed + len(slow.malformed)
             if slow.malformed or slow.late:
                 assert fast is None, (slow.malformed, slow.late)
             results.append(fast)
             if fast is None:
                 assert snapshot(counts_a) == before
-                fast = slow_chunk(data, fmt, counts_a, clock_a, lateness)
+                fast = slow_chunk(data, compile_format(fmt), counts_a, clock_a, lateness)
             assert isinstance(fast, Chunk)
             assert (fast.lines, fast.parsed, fast.late, fast.malformed, fast.clock) == \
                 (slow.lines, slow.parsed, slow.late, slow.malformed, slow.clock)
@@ -309,7 +311,7 @@ def test_fast_path_declines_late_line(fmt):
     text = "".join(clean_example_line(fmt, t, i) + "\n" for i, t in enumerate(times))
     assert check(fmt, [text.encode()], None, 5, 10) == [None]
     counts = Counts(10)
-    assert slow_chunk(text.encode(), fmt, counts, None, 5).late == 1
+    assert slow_chunk(text.encode(), compile_format(fmt), counts, None, 5).late == 1
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -319,14 +321,14 @@ def test_fast_path_declines_unusual_line(fmt, bad):
     lines.insert(2, bad)
     text = "\n".join(lines) + "\n"
     counts = Counts(10)
-    assert fast_chunk(text, fmt, counts, None, 5) is None
+    assert fast_chunk(text, compile_format(fmt), counts, None, 5) is None
     assert counts.seconds == {} and counts.blocks == {}
     check(fmt, [text.encode()], None, 5, 10)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_fast_path_empty_text(fmt):
-    assert fast_chunk("", fmt, Counts(10), None, 5) is None
+    assert fast_chunk("", compile_format(fmt), Counts(10), None, 5) is None
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -357,7 +359,7 @@ def test_fast_path_declines_a_jump(fmt, clock, far):
     times = [BASE_MIN + 100 + i // 3 for i in range(40)]
     times[20] += far
     assert check(fmt, [lines_at(fmt, times)], clock, 5, 10) == [None]
-    chunk = slow_chunk(lines_at(fmt, times), fmt, Counts(10), clock, 5)
+    chunk = slow_chunk(lines_at(fmt, times), compile_format(fmt), Counts(10), clock, 5)
     # Refuted by the line after it: ahead, malformed `clock`; behind, late.
     assert (chunk.lines, chunk.parsed, chunk.groups) == (40, 39 + (far < 0), [])
     assert chunk.malformed == ([(R_CLOCK, clean_example_line(fmt, times[20], 20))] if far > 0 else [])
@@ -376,9 +378,9 @@ def test_fast_path_takes_a_long_run_without_a_jump(fmt):
 def test_fast_path_respects_the_horizon(fmt):
     times = [BASE_MIN + 100 + i // 3 for i in range(40)]
     text = lines_at(fmt, times).decode()
-    assert fast_chunk(text, fmt, Counts(10), None, 5, horizon=times[-1] - 1) is None
-    assert fast_chunk(text, fmt, Counts(10), None, 5, horizon=times[-1]) is not None
-    chunk = slow_chunk(text.encode(), fmt, Counts(10), None, 5, horizon=times[-1] - 1)
+    assert fast_chunk(text, compile_format(fmt), Counts(10), None, 5, horizon=times[-1] - 1) is None
+    assert fast_chunk(text, compile_format(fmt), Counts(10), None, 5, horizon=times[-1]) is not None
+    chunk = slow_chunk(text.encode(), compile_format(fmt), Counts(10), None, 5, horizon=times[-1] - 1)
     assert (chunk.parsed, [r for r, _ in chunk.malformed]) == (39, [R_CLOCK])   # the 40th is alone in its second
 
 
@@ -393,7 +395,7 @@ def test_fast_path_bytes_bound_as_the_reference_parser(fmt, size, taken):
     data = ("\n".join(lines) + "\n").encode()
     [fast] = check(fmt, [data], None, 5, 10)
     assert (fast is not None) == taken
-    slow = slow_chunk(data, fmt, counts := Counts(10), None, 5)
+    slow = slow_chunk(data, compile_format(fmt), counts := Counts(10), None, 5)
     assert slow.malformed == ([] if taken else [(R_BYTES, lines[2])])
     assert sum(b.bytes for b in counts.blocks.values()) == sum(i * 10 for i in (0, 1, 3, 4)) + (size if taken else 0)
 

@@ -53,8 +53,8 @@ def test_json_lines_schema_and_order(log: Path):
     assert set(summary) >= {"type", "start", "end", "hits", "rate", "sections", "status", "methods", "bytes", "hosts"}
     assert summary["sections"] == [["/report", 10], ["/api", 10]] and summary["hosts"] == 2
     totals = events[-1]
-    assert totals == {"type": "totals", "format": "csv", "lines": 480, "parsed": 480, "malformed": 0, "late": 0,
-                      "malformed_by_reason": {}, "malformed_samples": []}
+    assert totals == {"type": "totals", "format": "csv", "format_spec": None, "format_error": None, "lines": 480,
+                      "parsed": 480, "malformed": 0, "late": 0, "malformed_by_reason": {}, "malformed_samples": []}
     assert sum(e["hits"] for e in events if e["type"] == "summary") == 480
 
 
@@ -92,7 +92,7 @@ def test_malformed_lines_are_counted_not_fatal(tmp_path: Path):
     (["--file", "LOG", "--alert-window", "0"], "window"),
     (["--file", "LOG", "--hysteresis", "1"], "hysteresis"),
     (["--file", "LOG", "--threshold", "ten"], "not a number"),
-    (["--file", "LOG", "--format", "xml"], "invalid choice"),
+    (["--file", "LOG", "--format", "xml"], "--format is not a preset"),
     (["--file", "LOG", "--bogus"], "unrecognized arguments"),
     ([], "--file"),
 ])
@@ -151,3 +151,27 @@ def test_the_daemon_follows_one_file(tmp_path: Path):
                          capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert out.returncode == 2 and out.stderr == \
         "logmond: the daemon follows one file: give --file once (several work with --once)\n"
+
+
+def test_a_file_in_no_known_format_exits_1_and_says_what_to_do(tmp_path: Path):
+    services = tmp_path / "services"
+    services.write_text("".join(f"service{i}\t{1000 + i}/tcp\t\t# a port\n" for i in range(30)))
+    for mode in ([], ["--json"]):
+        out = once("--file", str(services), *mode)
+        assert out.returncode == 1, out.stderr
+        last = out.stderr.splitlines()[-1]
+        assert last.startswith(f"logmond: no known format fits {services} (tried csv, combined, common")
+        assert "first line: 'service0\\t1000/tcp\\t\\t# a port'" in last and last.endswith("LogFormat string)")
+    totals = json.loads(once("--file", str(services), "--json").stdout.splitlines()[-1])
+    assert (totals["format"], totals["lines"], totals["malformed_by_reason"]) == (None, 30, {"format": 30})
+
+
+def test_more_than_a_tenth_malformed_is_a_warning_in_json_mode_too(tmp_path: Path):
+    path = tmp_path / "access.log"
+    path.write_text(traffic() + "garbage line\n" * 60)
+    out = once("--file", str(path), "--json", "--format", "csv")
+    assert out.returncode == 0
+    assert out.stderr.splitlines()[-1] == \
+        "logmond: warning: 11% of the lines are malformed, mostly fields, e.g. 'garbage line'"
+    path.write_text(traffic() + "garbage line\n" * 48)  # exactly a tenth: no warning
+    assert "warning" not in once("--file", str(path), "--json", "--format", "csv").stderr

@@ -20,8 +20,9 @@ from itertools import accumulate, compress, count, groupby, islice, repeat
 from operator import floordiv, ge, gt, methodcaller, sub
 from typing import Callable, Hashable, Sequence
 
-from logmond.core.parse import (CSV_HEADER, MAX_BYTES_PER_LINE, MAX_LINE, R_CLOCK, R_ENCODING, R_TOO_LONG,
-                           SAMPLE_CHARS, Record, clf_time, decode_line, parse_line, parse_request, status_of)
+from logmond.core.formats import KIND_SUFFIX, LogFormat
+from logmond.core.parse import (MAX_BYTES_PER_LINE, MAX_LINE, R_BINARY, R_CLOCK, R_TOO_LONG, SAMPLE_CHARS, Record,
+                                decode_line, latency_of, meaning_of, vhost_of)
 from logmond.core.settings import MAX_SPAN
 from logmond.core.window import Block
 
@@ -44,40 +45,11 @@ MAX_GROUPS = 4
 MAX_BYTES_PER_SECOND = 2**45
 assert 3 * MAX_SPAN * MAX_BYTES_PER_SECOND < 2**63
 
-# Groups: host, time, request-and-status (`GET / HTTP/1.1",200`: request [:-5], status [-3:], one
-# group so that both are counted as one key), bytes. Field lengths are bounded so that any line
-# the pattern matches is shorter than MAX_LINE; quantifiers are possessive (`{m,n}+`) because the
-# fields cannot overlap, which saves re its backtracking bookkeeping. Quoted fields are `[^"]`,
-# a single excluded character, which re scans in a tight loop several times faster than a class:
-# a field running past its line makes the line count disagree, NUL (the reference parser's
-# `binary`) and backslash-quote (its escaped quote) are refused for the whole run beforehand.
-_Q = r'"[^"]{0,1024}+"'
-_CSV = (rf'^"([^"]{{0,1024}}+)",(?:{_Q}|[^",\r\n\x00]{{0,1024}}+),(?:{_Q}|[^",\r\n\x00]{{0,1024}}+),'
-        rf'([0-9]{{1,12}}+),"([^"]{{0,16384}}+",[0-9]{{3}}),([0-9]{{1,13}}+|-)\r?$')
-_TOKEN = r'[^\s"\[\]\x00]{1,1024}+'
-_CLF = (rf'^({_TOKEN}) {_TOKEN} {_TOKEN} \[([^\]\r\n\x00]{{1,64}}+)\] "([^"]{{0,16384}}+" [0-9]{{3}}) '
-        r'([0-9]{1,13}+|-)')
-FAST = {
-    "csv": re.compile(_CSV, re.M | re.ASCII),
-    "clf": re.compile(_CLF + r'\r?$', re.M | re.ASCII),
-    "combined": re.compile(_CLF + r' "[^"]{0,8192}+" "[^"]{0,8192}+"\r?$', re.M | re.ASCII),
-}
-# Any line a fast pattern matches is short enough for the reference parser to accept too, and its
-# bytes field (13 digits at most) is checked against MAX_BYTES_PER_LINE by value.
-assert MAX_LINE > 3 * 1024 + 16384 + 64 + 2 * 8192 + 64
-assert len(str(MAX_BYTES_PER_LINE)) == 13
-
-
-def _refused(text: str, fmt: str) -> bool:
-    """True if the run holds what the fast patterns cannot mean as the reference parser does:
-    NUL anywhere, or (CLF formats) a backslash-escaped quote. Single characters are searched
-    first: they are found with memchr, the two-character needle is slow on quote-heavy text."""
-    return "\x00" in text or (fmt != "csv" and "\\" in text and '\\"' in text)
-
-
 # A request-and-status text of the common shape (`GET /api/user?id=1 HTTP/1.1",200`), giving
 # what parse_request and status_of give for it: whole text, method, section, status.
 _KIND = re.compile(r'^(([A-Z]{1,20}) (/[^/?# "\n]*)[^ "\n]*(?: [^ "\n]*)?"[, ]([1-5][0-9][0-9]))$', re.M | re.ASCII)
+# A bytes field as the fast path takes it: `-` or decimal digits (a longer one goes line by line).
+_DIGITS = re.compile(r"-|[0-9]{1,13}", re.ASCII)
 # Distinct request-and-status texts remembered by the fast path (about 100 bytes each); the
 # cache starts over when full, so ids in paths cannot make it grow without bound.
 MAX_CACHED_KINDS = 50_000
@@ -193,9 +165,15 @@ class Chunk:
     def count(self, counts: Counts) -> None:
         """Add the accepted lines to `counts`."""
         if self.records:
-            ts, hosts, methods, sections, codes, sizes = zip(*self.records)
-            counts.add(list(ts), hosts, list(zip(zip(methods, sections), codes)), sizes)
+            ts, hosts, methods, sections, codes, sizes, rtimes, utimes, vhosts = zip(*self.records)
+            counts.add(list(ts), hosts, list(zip(zip(methods, sections), codes)), sizes,
+                       rtimes=_present(rtimes), utimes=_present(utimes), vhosts=_present(vhosts))
             self.records = []
+
+
+def _present(column: Sequence[object]) -> Sequence[object] | None:
+    """A column of optional values, or None when no line has one (the format has no such field)."""
+    return column if any(v is not None for v in column) else None
 
 
 class Counts:
@@ -232,10 +210,10 @@ class Counts:
             texts, methods, sections, statuses = zip(*rows)
             meanings = dict(zip(texts, zip(zip(methods, sections), map(int, statuses))))
         for kind in new.difference(meanings):
-            request, status = parse_request(kind[:-5]), status_of(kind[-3:])
-            if request is None or status is None:
+            meaning = meaning_of(kind[:-KIND_SUFFIX], kind[-3:])
+            if isinstance(meaning, str):
                 return False
-            meanings[kind] = (request, status)
+            meanings[kind] = meaning
         index = self._meaning_index
         for meaning in set(meanings.values()).difference(index):
             index[meaning] = len(self.meanings)
@@ -244,20 +222,26 @@ class Counts:
         return True
 
     def add(self, seconds: list[int], hosts: Sequence[str], kinds: Sequence[Hashable], sizes: Sequence[int],
-            meaning: Callable[[Hashable], tuple[tuple[str, str], int]] | None = None) -> None:
+            meaning: Callable[[Hashable], tuple[tuple[str, str], int]] | None = None, *,
+            rtimes: Sequence[float | None] | None = None, utimes: Sequence[float | None] | None = None,
+            vhosts: Sequence[str | None] | None = None) -> None:
         """Count accepted lines given column by column (parallel sequences).
 
-        `kinds` are ((method, section), status) pairs, or keys that `meaning` turns into one.
+        `kinds` are ((method, section), status) pairs, or keys that `meaning` turns into one;
+        request and upstream times (seconds or None) and virtual hosts when the format has them.
         """
         for second, n in Counter(seconds).items():
             self.seconds[second] = self.seconds.get(second, 0) + n
         blocks = list(map(floordiv, seconds, repeat(self.interval)))
+        columns = [c for c in (hosts, kinds, sizes, rtimes, utimes, vhosts)]
         region = _unsorted_region(blocks)
         if region:
             lo, hi = region
             order = sorted(range(lo, hi), key=blocks.__getitem__)
-            blocks, hosts, kinds, sizes = ([*col[:lo], *map(col.__getitem__, order), *col[hi:]]
-                                           for col in (blocks, hosts, kinds, sizes))
+            blocks, *columns = ([*col[:lo], *map(col.__getitem__, order), *col[hi:]] if col is not None else None
+                                for col in (blocks, *columns))
+        hosts, kinds, sizes, rtimes, utimes, vhosts = columns
+        resolve = meaning or (lambda k: k)
         start = 0
         for blk, run in groupby(blocks):
             end = start + len(list(run))
@@ -269,6 +253,17 @@ class Counts:
             block.add_requests(counted if meaning is None else ((meaning(k), n) for k, n in counted))
             block.add_hosts(hosts[start:end])
             block.bytes = min(block.bytes + sum(sizes[start:end]), self.max_bytes)
+            if rtimes is not None or utimes is not None:
+                requests: Counter[tuple[str, float]] = Counter()
+                if rtimes is not None:
+                    for (k, t), n in Counter(zip(kinds[start:end], rtimes[start:end])).items():
+                        if t is not None:
+                            requests[resolve(k)[0][1], t] += n
+                upstream = Counter(utimes[start:end]) if utimes is not None else Counter()
+                upstream.pop(None, None)
+                block.add_timings(requests, upstream)
+            if vhosts is not None:
+                block.add_vhosts([v for v in vhosts[start:end] if v is not None])
             start = end
 
 
@@ -285,21 +280,16 @@ def _unsorted_region(blocks: list[int]) -> tuple[int, int] | None:
     return bisect_right(blocks, min(middle), 0, lo), bisect_left(blocks, max(middle), hi, len(blocks))
 
 
-def fast_chunk(text: str, fmt: str, counts: Counts, clock: int | None, lateness: int,
+def fast_chunk(text: str, fmt: LogFormat, counts: Counts, clock: int | None, lateness: int,
                horizon: int | None = None) -> Chunk | None:
     """Count `text` (complete lines, each ending in a newline), or return None, having counted
     nothing, to send it down the slow path. The caller holds no suspects (see Chunk.place)."""
-    # split() rather than findall(): the groups come back in one flat list, so each column is one
-    # C-level slice, with no tuple per line to build and then transpose. Before the first match
-    # there must be nothing, and after each match nothing but its newline, or a line did not match.
-    if _refused(text, fmt):
+    cols = fmt.columns(text)
+    if cols is None:
         return None
-    parts = FAST[fmt].split(text)
-    lines = len(parts) // 5
-    if lines == 0 or parts[0] or parts[5::5].count("\n") != lines:
-        return None
-    hosts, stamps, kinds, sizes = parts[1::5], parts[2::5], parts[3::5], parts[4::5]
-    times = {s: int(s) if fmt == "csv" else clf_time(s) for s in set(stamps)}
+    stamps, hosts, kinds, sizes = cols.stamps, cols.hosts, cols.kinds, cols.sizes
+    lines = len(stamps)
+    times = {s: fmt.read_time(s) for s in set(stamps)}
     if None in times.values() or not counts.learn(set(kinds)):
         return None
     seconds = list(map(times.__getitem__, stamps))
@@ -313,15 +303,35 @@ def fast_chunk(text: str, fmt: str, counts: Counts, clock: int | None, lateness:
         return None
     if min(seconds) < newest - lateness and not _none_late(seconds, start, lateness):
         return None
+    if not all(map(_DIGITS.fullmatch, set(sizes))):
+        return None
     if "-" in sizes:
-        sizes = map(methodcaller("replace", "-", "0"), sizes)
+        sizes = list(map(methodcaller("replace", "-", "0"), sizes))
     nbytes = list(map(int, sizes))
     if max(nbytes) > MAX_BYTES_PER_LINE:
         return None
+    timings = [_seconds(column, fmt.latency_scale) for column in (cols.rtimes, cols.utimes)]
+    if False in timings:
+        return None
+    vhosts = None
+    if cols.vhosts is not None:
+        names = {v: vhost_of(v) for v in set(cols.vhosts)}
+        vhosts = list(map(names.__getitem__, cols.vhosts))
     chunk = Chunk(newest)
     chunk.lines = chunk.parsed = lines
-    counts.add(seconds, hosts, list(map(counts.kinds.__getitem__, kinds)), nbytes, counts.meanings.__getitem__)
+    counts.add(seconds, hosts, list(map(counts.kinds.__getitem__, kinds)), nbytes, counts.meanings.__getitem__,
+               rtimes=timings[0] or None, utimes=timings[1] or None, vhosts=vhosts)
     return chunk
+
+
+def _seconds(column: list[str] | None, scale: float) -> list[float | None] | None | bool:
+    """A latency column in seconds, each distinct text read once; False if one does not read."""
+    if column is None:
+        return None
+    read = {t: latency_of(t, scale) for t in set(column)}
+    if any(isinstance(v, str) for v in read.values()):
+        return False
+    return list(map(read.__getitem__, column))
 
 
 def _no_jump(seconds: list[int], clock: int, bound: int) -> bool:
@@ -348,7 +358,7 @@ def _none_late(seconds: list[int], clock: int, lateness: int) -> bool:
     return max(map(sub, accumulate(seconds, max, initial=clock), seconds)) <= lateness
 
 
-def slow_chunk(data: bytes, fmt: str, counts: Counts, clock: int | None, lateness: int,
+def slow_chunk(data: bytes, fmt: LogFormat, counts: Counts, clock: int | None, lateness: int,
                groups: Sequence[Sequence[tuple[Record, str]]] = (), horizon: int | None = None) -> Chunk:
     """Count `data` (complete lines) line by line; never raises on any input.
 
@@ -365,12 +375,14 @@ def slow_chunk(data: bytes, fmt: str, counts: Counts, clock: int | None, latenes
             continue
         line = decode_line(raw)
         if line is None:
-            chunk.lines += 1
-            chunk.malformed.append((R_ENCODING, _sample(raw)))
+            rec = fmt.parse_bytes(raw)
+            line = _sample(raw)
+        elif not line.strip() or line == fmt.header:
             continue
-        if not line.strip() or (fmt == "csv" and line == CSV_HEADER):
-            continue
-        rec = parse_line(line, fmt)
+        elif "\x00" in line:
+            rec = R_BINARY
+        else:
+            rec = fmt.parse(line)
         if isinstance(rec, str) or (horizon is not None and rec.ts > horizon):
             chunk.lines += 1
             chunk.malformed.append((R_CLOCK if isinstance(rec, Record) else rec, line[:SAMPLE_CHARS]))

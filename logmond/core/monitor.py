@@ -14,7 +14,9 @@ from typing import Any
 
 from logmond.core.alerts import AlertRule
 from logmond.core.batch import MAX_JUMP, Chunk, Counts, fast_chunk, slow_chunk, split_lines
-from logmond.core.parse import Record, detect_format
+from logmond.core import catalog
+from logmond.core.formats import LogFormat
+from logmond.core.parse import R_FORMAT, SAMPLE_CHARS, Record
 from logmond.core.settings import RELOADABLE, CoreConfig, core_config, core_values
 from logmond.core.window import Block, Rollup
 from shared.schema import TOTALS, Event
@@ -24,10 +26,13 @@ MALFORMED_SAMPLES = 20
 # Bytes of a run of lines handed to one batch: big enough to amortise, small enough that one bad
 # line only sends this much down the slow path.
 BATCH_BYTES = 256 * 1024
-# Undecided input kept while `auto` looks for a line it can parse (then it settles on csv).
+# Undecided input kept while `auto` looks for a format that fits.
 DETECT_MAX_BYTES = 1024 * 1024
 # Lines the format detector samples.
 DETECT_LINES = 50
+# Runs remembered for the malformed share of the last alert window (a run is a read of up to
+# BATCH_BYTES, so this covers far more than any window's lines at any rate).
+MAX_QUALITY_RUNS = 4096
 # A run of empty blocks longer than this is reported as one summary, so a timestamp far in the
 # future cannot make the monitor print forever. One day at the default interval.
 MAX_EMPTY_BLOCKS = 8640
@@ -37,8 +42,15 @@ class Monitor:
     def __init__(self, config: CoreConfig) -> None:
         config.check()
         self.config = config
-        self.format: str | None = None if config.format == "auto" else config.format
+        self.log_format: LogFormat | None = (None if config.format == catalog.AUTO
+                                             else catalog.compile_format(config.format))
         self._undecided = b""
+        # Lines `auto` found no format for (counted malformed `format`), the first kept to show.
+        self.unfit = 0
+        self.first_unfit: str | None = None
+        # (log clock, lines, malformed) of each run of the last alert window, oldest first: how
+        # much of what arrived lately could not be read (check warns past MALFORMED_WARNING).
+        self._quality: deque[tuple[int | None, int, int]] = deque()
         self.lines = self.parsed = self.late = 0
         self.malformed_by_reason: Counter[str] = Counter()
         self.malformed_samples: deque[dict[str, str]] = deque(maxlen=MALFORMED_SAMPLES)
@@ -70,7 +82,7 @@ class Monitor:
         `horizon` is the newest log second a line may plausibly carry (live: the wall clock plus
         a tolerance); a line dated after it is malformed `clock`. None: no such bound.
         """
-        if self.format is None:
+        if self.log_format is None:
             data = self._detect(data)
             if not data:
                 return []
@@ -104,10 +116,12 @@ class Monitor:
     def finish(self) -> list[Event]:
         """End of input: evaluate every remaining second and report the last block."""
         events: list[Event] = []
-        if self.format is None:
+        if self.log_format is None:
             data, self._undecided = self._undecided, b""
-            self.decide_format(data)
-            events += self.feed(data)
+            if self.decide_format(data) is None:
+                self._unfit(data)
+            else:
+                events += self.feed(data)
         if self.groups:
             chunk = Chunk(self.clock, self.config.lateness, self.groups)
             chunk.settle(end=True)
@@ -115,22 +129,52 @@ class Monitor:
             self._tally(chunk)
         return events + self._close_timeline()
 
-    def decide_format(self, sample: bytes) -> str:
-        """The format, decided now from `sample` (complete lines) if `auto` has not yet: the
-        replayer reads each line's time before handing the line over."""
-        if self.format is None:
-            self.format = detect_format(split_lines(sample)[:DETECT_LINES]) or "csv"
-        return self.format
+    @property
+    def format(self) -> str | None:
+        """The format's name (a preset, or nginx / apache for a format string); None while `auto`
+        has found none."""
+        return None if self.log_format is None else self.log_format.name
+
+    def describe_format(self) -> dict[str, object]:
+        """`format` and `format_spec` (and `extra` for combined with extra fields) for replies;
+        with `format_error` saying why while no format fits."""
+        if self.log_format is not None:
+            return {**self.log_format.describe(), "format_error": None}
+        reason = None
+        if self.unfit or self._undecided:
+            reason = f"none of the formats tried fits the lines read so far ({catalog.tried()})"
+        return {"format": None, "format_spec": None, "format_error": reason}
+
+    def decide_format(self, sample: bytes) -> LogFormat | None:
+        """The format, decided now from `sample` (complete lines) if `auto` has not yet; None if
+        nothing fits them. The replayer reads each line's time before handing the line over."""
+        if self.log_format is None:
+            self.log_format = catalog.detect(split_lines(sample)[:DETECT_LINES])
+        return self.log_format
 
     def _detect(self, data: bytes) -> bytes:
+        """Hold lines until a format fits them; a full sample (DETECT_LINES lines, or
+        DETECT_MAX_BYTES) that nothing fits is counted malformed `format`, and the search goes
+        on with the lines after it."""
         self._undecided += data
-        sample = split_lines(self._undecided)[:DETECT_LINES]
-        fmt = detect_format(sample)
-        if fmt is None and len(self._undecided) < DETECT_MAX_BYTES:
-            return b""
-        self.format = fmt or "csv"
-        data, self._undecided = self._undecided, b""
-        return data
+        if self.decide_format(self._undecided) is not None:
+            data, self._undecided = self._undecided, b""
+            return data
+        if len(self._undecided) >= DETECT_MAX_BYTES or len(split_lines(self._undecided)) >= DETECT_LINES:
+            self._unfit(self._undecided)
+            self._undecided = b""
+        return b""
+
+    def _unfit(self, data: bytes) -> None:
+        lines = split_lines(data)
+        if lines and self.first_unfit is None:
+            self.first_unfit = lines[0][:SAMPLE_CHARS]
+        self.unfit += len(lines)
+        self.lines += len(lines)
+        self._note_quality(self.clock, len(lines), len(lines))
+        if lines:
+            self.malformed_by_reason[R_FORMAT] += len(lines)
+            self.malformed_samples.extend({"reason": R_FORMAT, "line": line[:SAMPLE_CHARS]} for line in lines[-3:])
 
     def _take(self, data: bytes, horizon: int | None) -> list[Event]:
         """Count a run of lines; return the events of a timeline closed by a jump backwards."""
@@ -155,7 +199,7 @@ class Monitor:
 
     def _chunk(self, data: bytes, horizon: int | None) -> Chunk:
         """The fast path when it can take the run (never with suspects held), else the slow one."""
-        fmt, lateness = self.format, self.config.lateness
+        fmt, lateness = self.log_format, self.config.lateness
         assert fmt is not None
         chunk: Chunk | None = None
         if not self.groups:
@@ -168,6 +212,7 @@ class Monitor:
         return chunk
 
     def _tally(self, chunk: Chunk) -> None:
+        self._note_quality(chunk.clock, chunk.lines, len(chunk.malformed))
         self.lines += chunk.lines
         self.parsed += chunk.parsed
         self.late += chunk.late
@@ -263,11 +308,32 @@ class Monitor:
     # -- views ---------------------------------------------------------------------------
     def totals(self) -> Event:
         return {
-            "type": TOTALS, "format": self.format or "auto", "lines": self.lines, "parsed": self.parsed,
+            "type": TOTALS, **self.describe_format(), "lines": self.lines, "parsed": self.parsed,
             "malformed": sum(self.malformed_by_reason.values()), "late": self.late,
             "malformed_by_reason": dict(self.malformed_by_reason),
             "malformed_samples": list(self.malformed_samples),
         }
+
+    def unfit_sample(self) -> str | None:
+        """A line no format fits (the first one), to show the operator."""
+        if self.first_unfit is not None:
+            return self.first_unfit
+        lines = split_lines(self._undecided[:SAMPLE_CHARS * 4])
+        return lines[0][:SAMPLE_CHARS] if lines else None
+
+    def _note_quality(self, clock: int | None, lines: int, malformed: int) -> None:
+        if lines:
+            self._quality.append((clock, lines, malformed))
+        newest = self.clock if self.clock is not None else clock
+        while self._quality and (len(self._quality) > MAX_QUALITY_RUNS or (
+                newest is not None and self._quality[0][0] is not None
+                and self._quality[0][0] <= newest - self.config.window)):
+            self._quality.popleft()
+
+    def recent_quality(self) -> tuple[int, int]:
+        """(lines, malformed) read in runs of the last alert window of log time."""
+        self._note_quality(self.clock, 0, 0)
+        return sum(n for _, n, _ in self._quality), sum(m for _, _, m in self._quality)
 
     def rate(self) -> float:
         """Hits/s over the alert window ending at the last evaluated second."""
@@ -286,7 +352,8 @@ class Monitor:
     def to_state(self) -> dict[str, Any]:
         """Everything needed to resume exactly where this monitor is (msgpack-friendly)."""
         return {
-            "format": self.format, "lines": self.lines, "parsed": self.parsed, "late": self.late,
+            "format": None if self.log_format is None else self.log_format.describe(),
+            "lines": self.lines, "parsed": self.parsed, "late": self.late, "unfit": self.unfit,
             "malformed_by_reason": dict(self.malformed_by_reason),
             "malformed_samples": list(self.malformed_samples),
             "clock": self.clock, "cursor": self.cursor, "window_hits": self.window_hits,
@@ -303,7 +370,9 @@ class Monitor:
 
         A clock that a corrupt line moved before the clock guard existed is repaired: see _repair.
         """
-        self.format = state["format"] or self.format
+        if state["format"] is not None and self.log_format is None:
+            self.log_format = catalog.restore(state["format"])
+        self.unfit = int(state.get("unfit", 0))
         self.lines, self.parsed, self.late = int(state["lines"]), int(state["parsed"]), int(state["late"])
         self.malformed_by_reason = Counter({str(k): int(v) for k, v in state["malformed_by_reason"].items()})
         self.malformed_samples.extend(state["malformed_samples"])
@@ -356,5 +425,13 @@ class Monitor:
 
 def _records(rows: list[Any]) -> list[tuple[Record, str]]:
     """Suspects as to_state() saves them: the Record's fields, then the sample."""
-    return [(Record(int(ts), str(host), str(method), str(section), int(status), int(size)), str(sample))
-            for ts, host, method, section, status, size, sample in rows]
+    out = []
+    for *fields, sample in rows:
+        ts, host, method, section, status, size, rtime, utime, vhost = fields
+        out.append((Record(int(ts), str(host), str(method), str(section), int(status), int(size),
+                           _seconds(rtime), _seconds(utime), None if vhost is None else str(vhost)), str(sample)))
+    return out
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)

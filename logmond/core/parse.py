@@ -18,7 +18,6 @@ SAMPLE_CHARS = 200
 # is a corrupt field (malformed `bytes`), and the bound keeps every total far inside 64 bits.
 MAX_BYTES_PER_LINE = 2**40
 
-FORMATS = ("csv", "clf", "combined")
 CSV_HEADER = '"remotehost","rfc931","authuser","date","request","status","bytes"'
 
 # Malformed reasons, stable strings: they are JSON keys in `malformed_by_reason`.
@@ -32,6 +31,18 @@ R_TOO_LONG = "too_long"
 R_BINARY = "binary"
 # A time far from the lines around it that no later lines confirm (batch.py, the clock guard).
 R_CLOCK = "clock"
+# A line that no known format fits, while `auto` found none for the lines around it.
+R_FORMAT = "format"
+
+
+# Malformed request-time or upstream-time field (not a number of seconds, nor `-`).
+R_LATENCY = "latency"
+
+# Section and method of a request line the server itself could not parse (nginx logs `"-" 400`,
+# a TLS handshake on a plain port, `"GET /a b HTTP/1.1" 400`): a real hit, with its status.
+INVALID = "(invalid)"
+# Longest request time or upstream time believed, seconds (a day): a larger one is corrupt.
+MAX_LATENCY = 86_400.0
 
 
 class Record(NamedTuple):
@@ -41,6 +52,10 @@ class Record(NamedTuple):
     section: str
     status: int
     nbytes: int
+    # Request time and upstream time in seconds, and the virtual host, when the format has them.
+    rtime: float | None = None
+    utime: float | None = None
+    vhost: str | None = None
 
 
 # A request method is an HTTP token; we accept the usual upper-case letters only.
@@ -48,11 +63,7 @@ _METHOD = re.compile(r"[A-Z]{1,20}", re.ASCII)
 _DIGITS = re.compile(r"[0-9]{1,12}", re.ASCII)
 _STATUS = re.compile(r"[1-5][0-9][0-9]", re.ASCII)
 _BYTES = re.compile(r"[0-9]{1,18}|-", re.ASCII)
-_CLF = re.compile(
-    r'(\S+) (\S+) (.+?) \[([^\]]+)\] "((?:[^"\\]|\\.)*)" (\S+) (\S+)'
-    r'(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?',
-    re.ASCII,
-)
+_LATENCY = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?", re.ASCII)
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 _CLF_DATE = re.compile(
@@ -125,19 +136,73 @@ def bytes_of(text: str) -> int | None:
     return size if size <= MAX_BYTES_PER_LINE else None
 
 
-def _finish(ts: int | None, host: str, request: str, status: str, nbytes: str) -> Record | str:
-    if ts is None:
-        return R_TIMESTAMP
-    req = parse_request(request)
-    if req is None:
-        return R_REQUEST
+def meaning_of(request: str, status: str) -> tuple[tuple[str, str], int] | str:
+    """((method, section), status code) of a request line and status, or the malformed reason.
+
+    A request the server rejected (a 4xx status with a request line that does not parse) is a
+    real hit: method and section are INVALID.
+    """
     code = status_of(status)
     if code is None:
         return R_STATUS
+    req = parse_request(request)
+    if req is None:
+        if code // 100 != 4:
+            return R_REQUEST
+        req = (INVALID, INVALID)
+    return req, code
+
+
+def latency_of(text: str, scale: float = 1.0) -> float | None | str:
+    """Seconds in a request-time field written in units of `scale` seconds: None for `-` or an
+    empty field, R_LATENCY for anything else that is not a number. An upstream list (nginx's
+    `0.001, 0.002 : 0.003`, one entry per upstream tried) is the time spent in all of them."""
+    text = text.strip()
+    if text in ("-", ""):
+        return None
+    total = 0.0
+    for part in text.replace(":", ",").split(","):
+        part = part.strip()
+        if part == "-":
+            continue
+        if not _LATENCY.fullmatch(part):
+            return R_LATENCY
+        total += float(part)
+    seconds = total * scale
+    return seconds if seconds <= MAX_LATENCY else R_LATENCY
+
+
+def record_of(ts: int | None, host: str, request: str, status: str, nbytes: str, *,
+              rtime: float | None | str = None, utime: float | None | str = None,
+              vhost: str | None = None) -> Record | str:
+    """The one place a line's fields become a Record (or the malformed reason), for every format."""
+    if ts is None:
+        return R_TIMESTAMP
+    meaning = meaning_of(request, status)
+    if isinstance(meaning, str):
+        return meaning
     size = bytes_of(nbytes)
     if size is None:
         return R_BYTES
-    return Record(ts, host, req[0], req[1], code, size)
+    if isinstance(rtime, str) or isinstance(utime, str):
+        return R_LATENCY
+    (method, section), code = meaning
+    return Record(ts, host, method, section, code, size, rtime, utime, vhost_of(vhost))
+
+
+def vhost_of(text: str | None) -> str | None:
+    """A virtual host as counted: `-` for an empty one (nginx logs an empty $host for a request
+    it rejected), the port dropped (`shop.example:443` and `shop.example` are one site)."""
+    if text is None:
+        return None
+    if text in ("", "-"):
+        return "-"
+    host, _, port = text.rpartition(":")
+    return host if host and port.isdigit() and "]" not in port else text
+
+
+def _finish(ts: int | None, host: str, request: str, status: str, nbytes: str) -> Record | str:
+    return record_of(ts, host, request, status, nbytes)
 
 
 def parse_csv(line: str) -> Record | str:
@@ -151,22 +216,6 @@ def parse_csv(line: str) -> Record | str:
     return _finish(ts, fields[0], fields[4], fields[5], fields[6])
 
 
-def parse_clf(line: str, combined: bool) -> Record | str:
-    m = _CLF.fullmatch(line)
-    if not m or (m.group(8) is not None) != combined:
-        return R_FIELDS
-    return _finish(clf_time(m.group(4)), m.group(1), m.group(5), m.group(6), m.group(7))
-
-
-def parse_line(line: str, fmt: str) -> Record | str:
-    """A decoded line without its line ending -> Record, or the malformed reason."""
-    if "\x00" in line:
-        return R_BINARY
-    if fmt == "csv":
-        return parse_csv(line)
-    return parse_clf(line, fmt == "combined")
-
-
 def decode_line(raw: bytes) -> str | None:
     """bytes of one line (no newline) -> text without CR, or None if it is not UTF-8."""
     try:
@@ -174,15 +223,3 @@ def decode_line(raw: bytes) -> str | None:
     except UnicodeDecodeError:
         return None
     return text[:-1] if text.endswith("\r") else text
-
-
-def detect_format(lines: list[str]) -> str | None:
-    """Choose the format that parses most of these sample lines; None if none parses any."""
-    best, best_ok = None, 0
-    for fmt in FORMATS:
-        ok = sum(1 for line in lines if line != CSV_HEADER and isinstance(parse_line(line, fmt), Record))
-        if ok > best_ok:
-            best, best_ok = fmt, ok
-    if best is None and any(line == CSV_HEADER for line in lines):
-        return "csv"
-    return best

@@ -13,7 +13,7 @@ from fractions import Fraction
 from typing import Any, Callable
 
 from logmond.core.errors import InvalidSetting
-from logmond.core.parse import FORMATS
+from logmond.core import catalog
 
 # Longest alert window, summary interval and timeframe: a day. Per-second state and the charts
 # grow with the window, so it needs a ceiling; longer views belong to a metrics store.
@@ -122,10 +122,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("once", "read to the end, print, exit", parse=None, scope=RUN, default=False),
     Setting("json", "with --once: JSON Lines on stdout instead of human text", parse=None, scope=RUN,
             default=False),
-    Setting("format", "log format; `auto` decides from the first lines and says which (stderr in human mode, "
-            "`totals.format` in JSON)", default="auto", choices=("auto", *FORMATS), toml=(str,),
-            toml_what="a string",
-            check=lambda v, _: None if v in ("auto", *FORMATS) else f"must be one of auto, {', '.join(FORMATS)}"),
+    Setting("format", "`auto`, a preset (`csv`, `common` or `clf`, `combined`, `vcombined`, `json`, `caddy`, "
+            "`traefik`) or the server's own format string (nginx `log_format` with `$variables`, Apache `LogFormat` "
+            "with `%` directives); `auto` decides from the lines and says which (stderr in human mode, "
+            "`totals.format` in JSON)", default="auto", toml=(str,), toml_what="a string", metavar="FORMAT",
+            check=lambda v, _: catalog.problem(v)),
     Setting("threshold", "alert when the average hits/s over the window exceeds X (decimals and fractions are "
             "exact: `0.1`, `1/3`)", default=Fraction(10), parse=_fraction, toml=_NUMBER, toml_what="a number",
             metavar="X", check=lambda v, _: None if v >= 0 else "must be >= 0", reload=True),

@@ -11,6 +11,7 @@ from heapq import heapify, heappop, heappush
 from typing import Any, Iterable, Sequence
 
 from logmond.core.hosts import HyperLogLog, SlidingHosts
+from logmond.core.quantiles import QuantileSketch, SlidingSketch
 
 # Distinct sections (and hosts) counted exactly per block; past it the smaller half is folded
 # into OTHER, a lossy heavy-hitter summary that keeps the top ones right.
@@ -21,6 +22,9 @@ OTHER = "(other)"
 KEEP_CLOSED = 100
 TOP_SECTIONS = 10
 TOP_HOSTS = 5
+TOP_VHOSTS = 10
+# Sections with a latency sketch of their own per block (a few KiB each); the others share OTHER's.
+MAX_SECTION_SKETCHES = 100
 # Stale heap entries a ranked count tolerates beyond its live entries before rebuilding its heap.
 HEAP_SLACK = 1_024
 
@@ -39,8 +43,9 @@ def _cap(counter: Counter, limit: int) -> None:
 def _event(start: int, end: int, hits: int, nbytes: int, sections: list[tuple[str, int]],
            sec4xx: Mapping[str, int], sec5xx: Mapping[str, int], status: dict[str, int],
            methods: dict[str, int], hosts: int, hosts_exact: bool,
-           top_hosts: list[tuple[str, int]]) -> dict[str, Any]:
-    """The summary event for [start, end): the keys of the JSON contract plus detail."""
+           top_hosts: list[tuple[str, int]], timings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The summary event for [start, end): the keys of the JSON contract plus detail; `timings`
+    adds latency, upstream_latency, section_latency and vhosts when the format has them."""
     return {
         "type": "summary",
         "start": start,
@@ -57,13 +62,29 @@ def _event(start: int, end: int, hits: int, nbytes: int, sections: list[tuple[st
         "hosts": hosts,
         "hosts_exact": hosts_exact,
         "top_hosts": [[h, n] for h, n in top_hosts],
+        **(timings or {}),
     }
+
+
+def _timings(latency: dict[str, Any] | None, upstream: dict[str, Any] | None,
+             section_latency: dict[str, Any], vhosts: list[tuple[str, int]] | None) -> dict[str, Any]:
+    """The optional summary keys, each present only when there is something to say."""
+    extra: dict[str, Any] = {}
+    if latency is not None:
+        extra["latency"] = latency
+        extra["section_latency"] = section_latency
+    if upstream is not None:
+        extra["upstream_latency"] = upstream
+    if vhosts:
+        extra["vhosts"] = [[name, n] for name, n in vhosts]
+    return extra
 
 
 class Block:
     """Counts for one span of log time, as lines arrive."""
 
-    __slots__ = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "methods", "hosts", "sketch")
+    __slots__ = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "methods", "hosts", "sketch",
+                 "vhosts", "latency", "upstream", "section_latency")
 
     def __init__(self) -> None:
         self.hits = 0
@@ -76,6 +97,32 @@ class Block:
         self.hosts: Counter[str] = Counter()
         # Distinct-host sketch, made once `hosts` no longer holds every host (None: exact).
         self.sketch: HyperLogLog | None = None
+        self.vhosts: Counter[str] = Counter()
+        # Request and upstream times, overall and for up to MAX_SECTION_SKETCHES sections (the
+        # rest under OTHER); empty when the format has none.
+        self.latency = QuantileSketch()
+        self.upstream = QuantileSketch()
+        self.section_latency: dict[str, QuantileSketch] = {}
+
+    def add_timings(self, requests: Mapping[tuple[str, float], int], upstream: Mapping[float, int]) -> None:
+        """Add request times as {(section, seconds): hits} and upstream times as {seconds: hits}."""
+        overall: Counter[float] = Counter()
+        per: dict[str, Counter[float]] = {}
+        sketches = self.section_latency
+        for (section, seconds), n in requests.items():
+            overall[seconds] += n
+            if section not in sketches and len(sketches) >= MAX_SECTION_SKETCHES:
+                section = OTHER
+            per.setdefault(section, Counter())[seconds] += n
+        self.latency.add_many(overall.items())
+        for section, times in per.items():
+            sketches.setdefault(section, QuantileSketch()).add_many(times.items())
+        self.upstream.add_many(upstream.items())
+
+    def add_vhosts(self, vhosts: Sequence[str]) -> None:
+        """Count one hit per element (a column of virtual hosts)."""
+        self.vhosts.update(vhosts)
+        _cap(self.vhosts, MAX_TRACKED)
 
     def add_requests(self, counts: Iterable[tuple[tuple[tuple[str, str], int], int]]) -> None:
         """Add (((method, section), status), hits) pairs."""
@@ -130,10 +177,14 @@ class Block:
     def summary(self, start: int, end: int) -> dict[str, Any]:
         """The summary event for [start, end)."""
         top = [s for s in self.sections.most_common(TOP_SECTIONS + 1) if s[0] != OTHER][:TOP_SECTIONS]
+        timings = _timings(self.latency.summary(), self.upstream.summary(),
+                           {name: self.section_latency[name].summary() for name, _ in top
+                            if name in self.section_latency},
+                           [v for v in self.vhosts.most_common(TOP_VHOSTS + 1) if v[0] != OTHER][:TOP_VHOSTS])
         return _event(start, end, self.hits, self.bytes, top, self.sec4xx, self.sec5xx,
                       dict(sorted(self.status.items())), dict(self.methods.most_common()),
                       self.unique_hosts(), self.exact_hosts,
-                      [h for h in self.hosts.most_common(TOP_HOSTS + 1) if h[0] != OTHER][:TOP_HOSTS])
+                      [h for h in self.hosts.most_common(TOP_HOSTS + 1) if h[0] != OTHER][:TOP_HOSTS], timings)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -141,6 +192,7 @@ class Block:
             "sec4xx": dict(self.sec4xx), "sec5xx": dict(self.sec5xx), "status": dict(self.status),
             "methods": dict(self.methods), "hosts": dict(self.hosts),
             "sketch": None if self.sketch is None else self.sketch.to_bytes(),
+            **_timing_state(self),
         }
 
     @classmethod
@@ -152,7 +204,22 @@ class Block:
             setattr(b, name, Counter({str(k): int(v) for k, v in state[name].items()}))
         if state["sketch"] is not None:
             b.sketch = HyperLogLog.from_bytes(state["sketch"])
+        _load_timings(b, state)
         return b
+
+
+def _timing_state(block: Block | ClosedBlock) -> dict[str, Any]:
+    return {"vhosts": dict(block.vhosts), "latency": block.latency.to_state(), "upstream": block.upstream.to_state(),
+            "section_latency": {name: sk.to_state() for name, sk in block.section_latency.items()}}
+
+
+def _load_timings(block: Block | ClosedBlock, state: dict[str, Any]) -> None:
+    """The timing fields of a block's state (absent in a checkpoint from before they existed)."""
+    block.vhosts = Counter({str(k): int(v) for k, v in state.get("vhosts", {}).items()})
+    if "latency" in state:
+        block.latency = QuantileSketch.from_state(state["latency"])
+        block.upstream = QuantileSketch.from_state(state["upstream"])
+        block.section_latency = {str(k): QuantileSketch.from_state(v) for k, v in state["section_latency"].items()}
 
 
 # Counters of a closed block, and of the rollup's totals.
@@ -163,12 +230,16 @@ class ClosedBlock:
     """What the rollup keeps of a closed block: its totals and its top KEEP_CLOSED * 2 sections and
     hosts (the rest folded into OTHER). Its distinct hosts live in the rollup's SlidingHosts."""
 
-    __slots__ = ("hits", "bytes", *_COUNTERS)
+    __slots__ = ("hits", "bytes", *_COUNTERS, "vhosts", "latency", "upstream", "section_latency")
 
     def __init__(self, hits: int, nbytes: int, counters: Mapping[str, dict[str, int]]) -> None:
         self.hits, self.bytes = hits, nbytes
         for name in _COUNTERS:
             setattr(self, name, counters[name])
+        self.vhosts: Counter[str] = Counter()
+        self.latency = QuantileSketch()
+        self.upstream = QuantileSketch()
+        self.section_latency: dict[str, QuantileSketch] = {}
 
     @classmethod
     def of(cls, block: Block) -> ClosedBlock:
@@ -176,19 +247,27 @@ class ClosedBlock:
         _cap(sections, KEEP_CLOSED * 2)
         hosts = Counter(block.hosts)
         _cap(hosts, KEEP_CLOSED * 2)
-        return cls(block.hits, block.bytes, {
+        closed = cls(block.hits, block.bytes, {
             "status": dict(block.status), "methods": dict(block.methods), "sections": dict(sections),
             "sec4xx": {s: n for s, n in block.sec4xx.items() if s in sections},
             "sec5xx": {s: n for s, n in block.sec5xx.items() if s in sections},
             "hosts": dict(hosts)})
+        closed.vhosts = Counter(block.vhosts)
+        _cap(closed.vhosts, KEEP_CLOSED * 2)
+        closed.latency, closed.upstream = block.latency, block.upstream
+        closed.section_latency = {s: sk for s, sk in block.section_latency.items() if s in sections}
+        return closed
 
     def to_state(self) -> dict[str, Any]:
-        return {"hits": self.hits, "bytes": self.bytes, **{name: getattr(self, name) for name in _COUNTERS}}
+        return {"hits": self.hits, "bytes": self.bytes, **{name: getattr(self, name) for name in _COUNTERS},
+                **_timing_state(self)}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ClosedBlock:
-        return cls(int(state["hits"]), int(state["bytes"]),
-                   {name: {str(k): int(v) for k, v in state[name].items()} for name in _COUNTERS})
+        closed = cls(int(state["hits"]), int(state["bytes"]),
+                     {name: {str(k): int(v) for k, v in state[name].items()} for name in _COUNTERS})
+        _load_timings(closed, state)
+        return closed
 
 
 def _add(into: dict[str, int], counts: Mapping[str, int], sign: int) -> None:
@@ -251,14 +330,31 @@ class _Totals:
         self.sec5xx: dict[str, int] = {}
         self.sections = Ranked()
         self.hosts = Ranked()
+        self.vhosts = Ranked()
+        self.latency = SlidingSketch()
+        self.upstream = SlidingSketch()
+        self.section_latency: dict[str, SlidingSketch] = {}
 
-    def add(self, block: ClosedBlock, sign: int) -> None:
+    def add(self, block: ClosedBlock, sign: int, seq: int) -> None:
+        """Add (sign 1) the newest block, number `seq`, or take away (sign -1) the oldest."""
         self.hits += sign * block.hits
         self.bytes += sign * block.bytes
         for name in ("status", "methods", "sec4xx", "sec5xx"):
             _add(getattr(self, name), getattr(block, name), sign)
         self.sections.add(block.sections, sign)
         self.hosts.add(block.hosts, sign)
+        self.vhosts.add(block.vhosts, sign)
+        pairs = [(self.latency, block.latency), (self.upstream, block.upstream)]
+        for section, sketch in block.section_latency.items():
+            pairs.append((self.section_latency.setdefault(section, SlidingSketch()), sketch))
+        for sliding, sketch in pairs:
+            if sign > 0:
+                sliding.push(seq, sketch)
+            else:
+                sliding.remove(seq, sketch)
+        if sign < 0:
+            for section in [s for s, sliding in self.section_latency.items() if not sliding.count]:
+                del self.section_latency[section]
 
 
 class Rollup:
@@ -289,7 +385,7 @@ class Rollup:
         self._expire(start + self.interval - self.timeframe)
         closed = ClosedBlock.of(block)
         self.blocks.append((start, closed))
-        self._totals.add(closed, 1)
+        self._totals.add(closed, 1, self.next_seq)
         self._hosts.push(self.next_seq, block.hosts if block.exact_hosts else None, block.host_sketch())
         self.next_seq += 1
         self._figures = None
@@ -309,7 +405,8 @@ class Rollup:
         if not blocks or blocks[0][0] >= cut:
             return
         while blocks and blocks[0][0] < cut:
-            self._totals.add(blocks.popleft()[1], -1)
+            self._totals.add(blocks[0][1], -1, self.next_seq - len(blocks))
+            blocks.popleft()
         self._hosts.expire(self.next_seq - len(blocks))
         self._figures = None
 
@@ -317,7 +414,10 @@ class Rollup:
         t = self._totals
         top = t.sections.top(TOP_SECTIONS)
         hosts, exact = self._hosts.count()
-        return {"hits": t.hits, "nbytes": t.bytes, "sections": top,
+        timings = _timings(t.latency.summary(), t.upstream.summary(),
+                           {name: t.section_latency[name].summary() for name, _ in top if name in t.section_latency},
+                           t.vhosts.top(TOP_VHOSTS))
+        return {"hits": t.hits, "nbytes": t.bytes, "sections": top, "timings": timings,
                 "sec4xx": {name: t.sec4xx.get(name, 0) for name, _ in top},
                 "sec5xx": {name: t.sec5xx.get(name, 0) for name, _ in top},
                 "status": dict(sorted(t.status.items())),
@@ -335,9 +435,10 @@ class Rollup:
             raise ValueError("rollup state of an older format")
         self.origin = None if state["origin"] is None else int(state["origin"])
         self.next_seq = int(state["next_seq"])
-        for start, block in state["blocks"]:
+        first_seq = self.next_seq - len(state["blocks"])
+        for seq, (start, block) in enumerate(state["blocks"], first_seq):
             closed = ClosedBlock.from_state(block)
             self.blocks.append((int(start), closed))
-            self._totals.add(closed, 1)
+            self._totals.add(closed, 1, seq)
         self._hosts = SlidingHosts.from_state(state["hosts"], MAX_TRACKED)
         self._figures = None
