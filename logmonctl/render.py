@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.schema import iso_utc
-from shared.units import duration, number, size
+from shared.units import duration, latency, number, percentiles, size
 
 # Columns a label takes in the key/value blocks of `status` and `stats`.
 LABEL_WIDTH = 10
@@ -124,12 +124,22 @@ def summary_text(title: str, s: dict[str, Any] | None) -> list[str]:
         INDENT + _field("bytes", f"{size(s['bytes'])} (mean {size(s['bytes_mean'])})"),
         INDENT + _field("hosts", hosts),
     ]
+    for key, label in (("latency", "latency"), ("upstream_latency", "upstream")):
+        if s.get(key):
+            lines.append(INDENT + _field(label, percentiles(s[key])))
     if s["sections"]:
-        lines += ["", *table(("section", "hits", "share", "4xx", "5xx"),
-                             [(name, n, percent(n, hits), f"{s['errors'][name]['4xx']:.1%}",
-                               f"{s['errors'][name]['5xx']:.1%}") for name, n in s["sections"]])]
+        timed = s.get("section_latency")
+        header = ("section", "hits", "share", "4xx", "5xx", *(("p50", "p99") if timed is not None else ()))
+        rows = []
+        for name, n in s["sections"]:
+            row = [name, n, percent(n, hits), f"{s['errors'][name]['4xx']:.1%}", f"{s['errors'][name]['5xx']:.1%}"]
+            if timed is not None:
+                t = timed.get(name)
+                row += [latency(t["p50"]), latency(t["p99"])] if t else ["-", "-"]
+            rows.append(row)
+        lines += ["", *table(header, rows)]
     for header, counts in (("status", list(s["status"].items())), ("method", list(s["methods"].items())),
-                           ("top host", s["top_hosts"])):
+                           ("vhost", s.get("vhosts", [])), ("top host", s["top_hosts"])):
         if counts:
             lines += ["", *table((header, "hits", "share"), [(k, n, percent(n, hits)) for k, n in counts])]
     return lines

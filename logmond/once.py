@@ -12,7 +12,7 @@ from logmond.core.monitor import Monitor
 from logmond.core.settings import CoreConfig
 from logmond.inputs import read_chunks
 from shared.schema import ALERT, RECOVER, SUMMARY, Event, alert_message, iso_utc
-from shared.units import size
+from shared.units import percentiles, size
 
 # Bytes read per system call.
 READ_SIZE = 1024 * 1024
@@ -25,7 +25,7 @@ FIRST_LINE_CHARS = 120
 
 
 def format_summary(s: Event) -> str:
-    """A summary as at most four lines of at most 80 columns."""
+    """A summary as at most six lines of at most 80 columns."""
     status = "  ".join(f"{k} {v}" for k, v in s["status"].items()) or "-"
     head = (f"{iso_utc(s['start'])} +{s['end'] - s['start']}s  {s['hits']} hits ({s['rate']:.2f}/s)  "
             f"hosts {s['hosts']}  {size(s['bytes'])}")
@@ -37,8 +37,12 @@ def format_summary(s: Event) -> str:
             bad = f" {err['5xx']:.0%} 5xx" if err["5xx"] else ""
             parts.append(f"{name} {n}{bad}")
         lines.append(("  top     " + ", ".join(parts))[:80])
+    if s.get("latency"):
+        lines.append(("  latency " + percentiles(s["latency"]))[:80])
+    if s.get("vhosts"):
+        lines.append(("  vhosts  " + ", ".join(f"{v} {n}" for v, n in s["vhosts"][:5]))[:80])
     if s["top_hosts"]:
-        lines.append(("  hosts   " + ", ".join(f"{h} {n}" for h, n in s["top_hosts"])) [:80])
+        lines.append(("  hosts   " + ", ".join(f"{h} {n}" for h, n in s["top_hosts"]))[:80])
     return "\n".join(lines)
 
 
@@ -70,7 +74,9 @@ def run_once(paths: str | Sequence[str], config: CoreConfig, as_json: bool) -> i
             for event in monitor.feed(lines.feed(data)):
                 write(event)
             if not as_json and not said_format and monitor.format and config.format == "auto":
-                print(f"logmond: format {monitor.format} (auto-detected)", file=sys.stderr)
+                extra = monitor.describe_format().get("extra")
+                plus = f" + {extra}" if extra else ""
+                print(f"logmond: format {monitor.format}{plus} (auto-detected)", file=sys.stderr)
                 said_format = True
         # Each input's end ends its last line.
         for event in monitor.feed(lines.flush()):

@@ -40,3 +40,18 @@ def count(n: int) -> str:
     if n < 1_000_000:
         return f"{n / 1e3:.0f}k"
     return f"{n / 1e6:.1f}M" if n < 1_000_000_000 else f"{n / 1e9:.1f}G"
+
+
+def latency(seconds: float) -> str:
+    """A request time in the unit that reads best: 850 µs, 12.3 ms, 1.20 s."""
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def percentiles(summary: dict) -> str:
+    """A latency summary ({count, p50, p90, p99, max}) on one line."""
+    return (f"p50 {latency(summary['p50'])}  p90 {latency(summary['p90'])}  p99 {latency(summary['p99'])}  "
+            f"max {latency(summary['max'])} ({summary['count']:,} timed)")

@@ -474,3 +474,19 @@ def test_check_warns_when_a_tenth_is_malformed_and_is_unknown_when_no_format_fit
     assert "give the server's format" in check.stdout
     wait_for(lambda: "no known format fits" in blind.stderr(), what="the warning in the daemon's log")
     assert "a line: 'service0\\t1000/tcp\\t\\t# a port'" in blind.stderr()
+
+
+def test_stats_show_latency_per_section_and_vhosts_when_the_format_has_them():
+    timed = {**SUMMARY, "latency": {"count": 40, "p50": 0.012, "p90": 0.2, "p99": 1.5, "max": 2.0},
+             "upstream_latency": {"count": 30, "p50": 0.0004, "p90": 0.01, "p99": 0.1, "max": 0.2},
+             "section_latency": {"/api": {"count": 30, "p50": 0.01, "p90": 0.1, "p99": 1.2, "max": 2.0}},
+             "vhosts": [["shop.example", 30], ["-", 10]]}
+    lines = squeeze("\n".join(render.summary_text("Last interval", timed)))
+    assert "latency p50 12.0 ms p90 200.0 ms p99 1.50 s max 2.00 s (40 timed)" in lines
+    assert "upstream p50 400 µs p90 10.0 ms p99 100.0 ms max 200.0 ms (30 timed)" in lines
+    assert "section hits share 4xx 5xx p50 p99" in lines
+    assert "/api 30 75.0% 10.0% 0.0% 10.0 ms 1.20 s" in lines and "/report 10 25.0% 0.0% 50.0% - -" in lines
+    assert "vhost hits share" in lines and "shop.example 30 75.0%" in lines
+    plain = squeeze("\n".join(render.summary_text("Last interval", SUMMARY)))
+    assert not any(line.startswith(("latency", "upstream", "vhost")) for line in plain)
+    assert "section hits share 4xx 5xx" in plain
