@@ -12,8 +12,10 @@ from logmond.core import batch, monitor
 from logmond.core.batch import JUMP_CONFIRM, MAX_JUMP, Chunk, Counts, fast_chunk, slow_chunk
 from logmond.core.monitor import CoreConfig, Monitor
 from logmond.core.catalog import compile_format
-from logmond.tools.loggen import FORMATS
 from logmond.core.parse import CSV_HEADER, MAX_BYTES_PER_LINE, MAX_LINE, R_BYTES, R_CLOCK
+
+# The formats the hand-made samples of these tests are written in.
+FORMATS = ("csv", "clf", "combined")
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 BLOCK_FIELDS = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "methods", "hosts")

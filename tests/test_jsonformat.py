@@ -301,10 +301,11 @@ def test_iso_time() -> None:
     assert iso_time("2026-12-02T05:15:21+00:00") == iso_time("2026-12-02T05:15:21Z") == T0
     assert iso_time("2026-12-02T05:15:21.123456789Z") == T0
     assert iso_time("2026-12-02T07:15:21+02:00") == T0
+    assert iso_time("2026-12-02T05:15:21+0000") == T0  # ISO 8601's basic offset, as Apache's %{%z}t writes it
     assert iso_time("1970-01-01T00:00:00Z") == 0
     assert iso_time("2024-02-29T00:00:00Z") == 1709164800
     for bad in ("2026-02-30T00:00:00Z", "2026-12-02T24:00:00Z", "2026-12-02T05:15:21", "2026-12-02 05:15:21Z",
-                "2026-12-02T05:15:21+0000", "2026-12-02T05:15:21.Z", "2026-12-02T05:15:21.1234567890Z",
+                "2026-12-02T05:15:21.Z", "2026-12-02T05:15:21.1234567890Z",
                 "2026-12-02T05:15:21+24:00", "0000-01-01T00:00:00Z", "２０２６-12-02T05:15:21Z", ""):
         assert iso_time(bad) is None, bad
 
@@ -427,7 +428,7 @@ def test_other_caddy_loggers_are_fields() -> None:
     (TRAEFIK, TRAEFIK_OBJ, {"Duration": -5}, R_LATENCY),
     (TRAEFIK, TRAEFIK_OBJ, {"Duration": 10**400}, R_LATENCY),
     (TRAEFIK, TRAEFIK_OBJ, {"Duration": 86_401 * 10**9}, R_LATENCY),
-    (TRAEFIK, TRAEFIK_OBJ, {"StartUTC": "2024-12-29T11:42:41.965891254+0100"}, R_TIMESTAMP),
+    (TRAEFIK, TRAEFIK_OBJ, {"StartUTC": "2024-12-29T11:42:41.965891254+01"}, R_TIMESTAMP),
     (TRAEFIK, TRAEFIK_OBJ, {"StartUTC": "2024-12-29T11:42:41.5.5Z"}, R_TIMESTAMP),
     (TRAEFIK, TRAEFIK_OBJ, {"RequestPath": "pebble"}, R_REQUEST),
 ])

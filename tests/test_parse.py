@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from logmond.core.linebuffer import LineBuffer
 from logmond.core.monitor import MALFORMED_SAMPLES, CoreConfig, Monitor
 from logmond.core.catalog import PRESET_NAMES, compile_format, detect, parse_line
-from logmond.tools.loggen import FORMATS
 from logmond.core.parse import (CSV_HEADER, MAX_LINE, R_BINARY, R_BYTES, R_ENCODING, R_FIELDS,
                            R_REQUEST, R_STATUS, R_TIMESTAMP, R_TOO_LONG, SAMPLE_CHARS, Record,
                            clf_time, decode_line, parse_request, section_of)
+
+# The formats the hand-made samples of these tests are written in.
+FORMATS = ("csv", "clf", "combined")
 
 # 10/Oct/2000:13:55:36 -0700 is 20:55:36 UTC.
 T0 = calendar.timegm((2000, 10, 10, 20, 55, 36))

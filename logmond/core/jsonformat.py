@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
 from functools import lru_cache
 from itertools import repeat
 from operator import add, contains, is_, itemgetter
 from typing import Callable, ClassVar, NamedTuple
 
 from logmond.core.formats import Columns, LogFormat
-from logmond.core.parse import (MAX_LINE, R_BINARY, R_FIELDS, Record, clf_time, latency_of, record_of,
+from logmond.core.parse import (MAX_LINE, R_BINARY, R_FIELDS, Record, clf_time, iso_time, latency_of, record_of,
                                 status_of)
 
 # Seconds since the epoch a time may be: what the csv format's 12 digits can hold.
@@ -53,12 +52,9 @@ _JOINERS = (("null", None), ("true", True), ("false", False))
 
 _EPOCH = re.compile(r"[0-9]{1,12}", re.ASCII)
 _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?", re.ASCII)
-_ISO = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?"
-                  r"(?:Z|([+-])([0-9]{2}):([0-9]{2}))", re.ASCII)
 # The fraction of a second in an RFC 3339 time: dropping it changes no iso_time result, and leaves
 # one stamp per second instead of one per line (literal dot first: re then scans for it).
 _FRACTION = re.compile(r"\.(?<=:[0-9]{2}\.)[0-9]{1,9}(?=Z$|[+-][0-9]{2}:[0-9]{2}$)", re.ASCII)
-_EPOCH_DAY = date(1970, 1, 1).toordinal()
 
 # Value patterns for the fast split by JSON type: exactly the texts json decodes to that type
 # (bounded lengths; no leading zeros; a float has a fraction or an exponent).
@@ -73,23 +69,6 @@ _SCALAR_CHARS = 42
 def epoch_second(stamp: str) -> int | None:
     """The second of a stamp as the JSON formats hand it over: its digits, or None ('-')."""
     return int(stamp) if _EPOCH.fullmatch(stamp) else None
-
-
-@lru_cache(maxsize=4096)
-def iso_time(stamp: str) -> int | None:
-    """Unix second of an RFC 3339 time ('2026-12-02T05:15:21+00:00', '...21.123456789Z'), or None."""
-    m = _ISO.fullmatch(stamp)
-    if not m:
-        return None
-    year, month, day, hh, mm, ss, sign, oh, om = m.groups()
-    if not (int(hh) < 24 and int(mm) < 60 and int(ss) < 61) or sign and not (int(oh) < 24 and int(om) < 60):
-        return None
-    try:
-        days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_DAY
-    except ValueError:
-        return None
-    offset = 0 if sign is None else (int(oh) * 60 + int(om)) * 60 * (1 if sign == "+" else -1)
-    return days * 86400 + int(hh) * 3600 + int(mm) * 60 + int(ss) - offset
 
 
 class _Unfit(Exception):

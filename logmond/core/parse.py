@@ -124,6 +124,29 @@ def clf_time(stamp: str) -> int | None:
     return _days_from_civil(int(year), month, int(day)) * 86400 + int(hh) * 3600 + int(mm) * 60 + int(ss) - offset
 
 
+_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?"
+                       r"(?:Z|([+-])([0-9]{2}):?([0-9]{2}))", re.ASCII)
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+@lru_cache(maxsize=4096)
+def iso_time(stamp: str) -> int | None:
+    """Unix time of an ISO 8601 / RFC 3339 time: nginx's `2000-10-10T13:55:36-07:00`, Traefik's
+    `...36.123456789Z`, or `-0700` (a fraction of a second is dropped); None for anything else,
+    an impossible date included."""
+    m = _ISO_DATE.fullmatch(stamp)
+    if not m:
+        return None
+    year, month, day, hh, mm, ss = map(int, m.groups()[:6])
+    sign, oh, om = m.groups()[6:]
+    leap = month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= _DAYS_IN_MONTH[month - 1] + leap
+            and hh < 24 and mm < 60 and ss < 61) or (sign and not (int(oh) < 24 and int(om) < 60)):
+        return None
+    offset = 0 if sign is None else (int(oh) * 60 + int(om)) * 60 * (1 if sign == "+" else -1)
+    return _days_from_civil(year, month, day) * 86400 + hh * 3600 + mm * 60 + ss - offset
+
+
 def status_of(text: str) -> int | None:
     return int(text) if _STATUS.fullmatch(text) else None
 

@@ -11,13 +11,12 @@ nginx log with timings appended.
 """
 from __future__ import annotations
 
-import calendar
 import re
 from functools import lru_cache, partial
 from typing import Callable, NamedTuple, Sequence
 
 from logmond.core.formats import Columns, LogFormat
-from logmond.core.parse import MAX_LINE, R_BINARY, R_FIELDS, Record, clf_time, latency_of, record_of
+from logmond.core.parse import MAX_LINE, R_BINARY, R_FIELDS, Record, clf_time, iso_time, latency_of, record_of
 
 # What a field means: the group names of both regexes and the keys of the columns.
 HOST, TIME, REQUEST, METHOD, PATH, QUERY = "host", "time", "request", "method", "path", "query"
@@ -130,24 +129,7 @@ _MISSING = {
 
 # -- times ------------------------------------------------------------------------------------
 
-_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?"
-                       r"(?:Z|([+-])([0-9]{2}):?([0-9]{2}))", re.ASCII)
 _EPOCH = re.compile(r"([0-9]{1,18})(\.[0-9]{1,9})?", re.ASCII)
-
-
-@lru_cache(maxsize=4096)
-def iso_time(stamp: str) -> int | None:
-    """Unix time of an ISO 8601 time such as nginx's `2000-10-10T13:55:36-07:00` (or `Z`, or
-    `-0700`; a fraction of a second is dropped), or None."""
-    m = _ISO_DATE.fullmatch(stamp)
-    if not m:
-        return None
-    year, month, day, hh, mm, ss = map(int, m.groups()[:6])
-    sign, oh, om = m.groups()[6:]
-    if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= 31 and hh < 24 and mm < 60 and ss < 61):
-        return None
-    offset = 0 if sign is None else (int(oh) * 60 + int(om)) * 60 * (1 if sign == "+" else -1)
-    return calendar.timegm((year, month, day, hh, mm, ss)) - offset
 
 
 def epoch_time(stamp: str, per_second: int = 1) -> int | None:

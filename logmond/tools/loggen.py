@@ -10,6 +10,7 @@ benchmark or a failing test can be reproduced exactly, using nothing but the sta
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -233,13 +234,39 @@ def _combined(h: Hit) -> str:
     return f'{_clf(h)} "{h.referer}" "{h.agent}"'
 
 
-_FORMATTERS: dict[str, Callable[[Hit], str]] = {"csv": _csv, "clf": _clf, "combined": _combined}
+def _request_time(h: Hit) -> float:
+    """A request time for the hit, deterministic: mostly milliseconds, a slow tail to seconds."""
+    u = (zlib.crc32(f"{h.ts} {h.path} {h.host}".encode()) & 0xFFFF) / 0x10000
+    return round(0.002 + 2.0 * u ** 6, 3)
+
+
+def _timed(h: Hit) -> str:
+    """nginx's combined plus `$request_time $upstream_response_time` (static files: no upstream)."""
+    rt = _request_time(h)
+    upstream = "-" if h.path.startswith("/static") else f"{max(rt - 0.001, 0):.3f}"
+    return f"{_combined(h)} {rt:.3f} {upstream}"
+
+
+def _json(h: Hit) -> str:
+    """nginx's escape=json log in the shape its documentation gives."""
+    rt = _request_time(h)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(h.ts))
+    return json.dumps({"time_iso8601": stamp, "remote_addr": h.host, "request": f"{h.method} {h.path} {_PROTOCOL}",
+                       "status": str(h.status), "body_bytes_sent": str(h.nbytes), "request_time": f"{rt:.3f}",
+                       "upstream_response_time": "" if h.path.startswith("/static") else f"{max(rt - 0.001, 0):.3f}",
+                       "host": "shop.example", "http_referer": h.referer, "http_user_agent": h.agent},
+                      separators=(",", ":"))
+
+
+_FORMATTERS: dict[str, Callable[[Hit], str]] = {"csv": _csv, "clf": _clf, "combined": _combined,
+                                                  "timed": _timed, "json": _json}
 # The formats the generator writes.
 FORMATS = tuple(_FORMATTERS)
 
 
 def format_line(hit: Hit, fmt: str) -> str:
-    """One log line (no newline) in `fmt`: csv, clf or combined, as logmond reads them."""
+    """One log line (no newline) in `fmt`: csv, clf, combined, timed (combined + nginx timings) or
+    json (nginx escape=json), as logmond reads them."""
     try:
         return _FORMATTERS[fmt](hit)
     except KeyError:
