@@ -160,7 +160,7 @@ def test_a_file_in_no_known_format_exits_1_and_says_what_to_do(tmp_path: Path):
         out = once("--file", str(services), *mode)
         assert out.returncode == 1, out.stderr
         last = out.stderr.splitlines()[-1]
-        assert last.startswith(f"logmond: no known format fits {services} (tried csv, combined, common")
+        assert last.startswith(f"logmond: no known format fits {services} (tried csv, vcombined, combined, common")
         assert "first line: 'service0\\t1000/tcp\\t\\t# a port'" in last and last.endswith("LogFormat string)")
     totals = json.loads(once("--file", str(services), "--json").stdout.splitlines()[-1])
     assert (totals["format"], totals["lines"], totals["malformed_by_reason"]) == (None, 30, {"format": 30})

@@ -221,7 +221,8 @@ def test_summary_keys_and_exact_max():
     s = sketch_of([0.0123456789] * 98 + [0.5, 7.654321987])
     summary = s.summary()
     assert list(summary) == ["count", "p50", "p90", "p99", "max"]
-    assert summary["count"] == 100 and summary["max"] == 7.654322  # exact, rounded to 6 decimals
+    assert summary["count"] == 100 and summary["max"] == 7.65432  # exact, to 6 significant digits
+    assert sketch_of([0.000003565]).summary()["max"] == 0.000003565  # Caddy's nanoseconds are kept
     assert close(summary["p50"], 0.0123456789) and close(summary["p90"], 0.0123456789)
     assert close(summary["p99"], 0.5)
     assert all(v == round(v, 6) for v in summary.values())

@@ -47,7 +47,8 @@ assert 3 * MAX_SPAN * MAX_BYTES_PER_SECOND < 2**63
 
 # A request-and-status text of the common shape (`GET /api/user?id=1 HTTP/1.1",200`), giving
 # what parse_request and status_of give for it: whole text, method, section, status.
-_KIND = re.compile(r'^(([A-Z]{1,20}) (/[^/?# "\n]*)[^ "\n]*(?: [^ "\n]*)?"[, ]([1-5][0-9][0-9]))$', re.M | re.ASCII)
+_KIND = re.compile(r'^(([A-Z]{1,20}) (/[^/?# "\n]*)[^ "\n]*(?: HTTP/[0-9](?:\.[0-9])?)?"[, ]([1-5][0-9][0-9]))$',
+                   re.M | re.ASCII)
 # A bytes field as the fast path takes it: `-` or decimal digits (a longer one goes line by line).
 _DIGITS = re.compile(r"-|[0-9]{1,13}", re.ASCII)
 # Distinct request-and-status texts remembered by the fast path (about 100 bytes each); the

@@ -15,7 +15,9 @@ from logmond.core.textformat import PRESETS, combined_plus, compile_text, detect
 
 AUTO = "auto"
 # The presets by name, in the order auto tries them (the first of equally good ones wins).
-PRESET_NAMES = ("csv", "combined", "common", "vcombined", "json", "caddy", "traefik", "clf")
+# vcombined before combined: a vhost_combined line also reads as combined, with `- -` for its
+# user, so the more specific one must win the tie.
+PRESET_NAMES = ("csv", "vcombined", "combined", "common", "json", "caddy", "traefik", "clf")
 
 
 @lru_cache(maxsize=64)

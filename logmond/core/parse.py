@@ -60,6 +60,8 @@ class Record(NamedTuple):
 
 # A request method is an HTTP token; we accept the usual upper-case letters only.
 _METHOD = re.compile(r"[A-Z]{1,20}", re.ASCII)
+# The protocol of a three-token request line; Apache logs a refused `GET /a b` without one.
+_PROTOCOL = re.compile(r"HTTP/[0-9](?:\.[0-9])?", re.ASCII)
 _DIGITS = re.compile(r"[0-9]{1,12}", re.ASCII)
 _STATUS = re.compile(r"[1-5][0-9][0-9]", re.ASCII)
 _BYTES = re.compile(r"[0-9]{1,18}|-", re.ASCII)
@@ -84,7 +86,7 @@ def parse_request(request: str) -> tuple[str, str] | None:
     Absolute-form targets use their path; query and fragment are dropped first.
     """
     parts = request.split(" ")
-    if len(parts) not in (2, 3) or not _METHOD.fullmatch(parts[0]):
+    if len(parts) not in (2, 3) or not _METHOD.fullmatch(parts[0]) or (len(parts) == 3 and not _PROTOCOL.fullmatch(parts[2])):
         return None
     target = parts[1]
     if target.startswith(("http://", "https://")):

@@ -66,6 +66,11 @@ def _rank(q: float, n: int) -> int:
     return max(1, math.ceil(Fraction(str(q)) * n))
 
 
+def _digits(seconds: float) -> float:
+    """Six significant digits: far inside the sketch's 1 %, and exact for Caddy's nanoseconds."""
+    return float(f"{seconds:.6g}")
+
+
 class QuantileSketch:
     """Latencies in seconds: counts per log bucket, a zero bucket, and the exact min and max."""
 
@@ -168,8 +173,8 @@ class QuantileSketch:
         if not self._count:
             return None
         found = self._at([_rank(q, self._count) for _, q in SUMMARY_QUANTILES])
-        return {"count": self._count, **{name: round(v, 6) for (name, _), v in zip(SUMMARY_QUANTILES, found)},
-                "max": round(self._max, 6)}
+        return {"count": self._count, **{name: _digits(v) for (name, _), v in zip(SUMMARY_QUANTILES, found)},
+                "max": _digits(self._max)}
 
     def copy(self) -> QuantileSketch:
         twin = QuantileSketch()
