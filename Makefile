@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(BIN)/python -m logmond.tools.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -639,7 +639,7 @@ def check_columns(fmt: TextFormat, lines: list[bytes]) -> bool:
 
 
 @pytest.mark.parametrize("name", FAST_FORMATS)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.data_too_large])
 @given(data=st.data())
 def test_columns_count_like_parse(name, data):
