@@ -7,6 +7,7 @@ import pytest
 
 from conftest import T0, csv_line
 from logmond.core import replies
+from logmonctl import render
 from logmond.core.monitor import CoreConfig, Monitor
 from logmonctl.layout import (CHART_MIN_ROWS, EIGHTHS, LABEL_WIDTH, MIN_HEIGHT, MIN_WIDTH, STYLES, THRESHOLD_GLYPH, View,
                               chart, layout)
@@ -185,3 +186,14 @@ def test_every_glyph_has_an_ascii_stand_in_for_other_locales():
     views = [view(), view(help=True), view(data=traffic(quiet_after=True)), View(socket=SOCKET, problem="gone")]
     used = {c for v in views for line in layout(v, 200, 50) for t, _ in line for c in t if not c.isascii()}
     assert used | set(EIGHTHS.strip()) <= {chr(c) for c in ASCII}
+
+
+def test_a_threshold_reads_the_same_in_the_viewer_as_in_status():
+    """One number formatter for every front end: 10.5 is 10.5 in the banner, the chart and status."""
+    data = traffic()
+    data["status"] = {**data["status"], "threshold": 10.5, "rate": 3.0,
+                      "alert": {"active": False, "since": None, "hits": None, "rate": None}}
+    screen = [text(line) for line in layout(view(data=data), 80, 24)]
+    assert any("threshold 10.5/s" in line for line in screen), screen
+    assert not any("threshold 10/s" in line for line in screen)
+    assert "threshold 10.5" in render.status_text(data["status"])
