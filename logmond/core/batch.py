@@ -304,7 +304,7 @@ def fast_chunk(text: str, fmt: LogFormat, counts: Counts, clock: int | None, lat
         return None
     if min(seconds) < newest - lateness and not _none_late(seconds, start, lateness):
         return None
-    if not all(map(_DIGITS.fullmatch, set(sizes))):
+    if not fmt.sizes_checked and not all(map(_DIGITS.fullmatch, set(sizes))):
         return None
     if "-" in sizes:
         sizes = list(map(methodcaller("replace", "-", "0"), sizes))

@@ -50,6 +50,9 @@ class LogFormat:
     latency_scale: float = 1.0
     # The header line to skip, if the format has one (the exercise CSV).
     header: str | None = None
+    # `columns` hands over only sizes of digits or `-` (its pattern says so); False: the batch
+    # checks them.
+    sizes_checked: bool = True
 
     def parse(self, line: str) -> Record | str:
         """A decoded line (no line ending, no NUL) -> Record, or the malformed reason."""
