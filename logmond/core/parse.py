@@ -1,7 +1,9 @@
-"""Line parsers for the supported access-log formats: the reference semantics.
+"""What a field of a log line means, for every format: the reference semantics.
 
-Every line ends up as a `Record` or as a malformed reason; nothing in the input may raise.
-The fast batch path (`batch.py`) must agree with these functions on every line it accepts.
+Times, request lines, statuses, bytes, latencies and virtual hosts are read here, and
+`record_of` is the one place fields become a `Record` or a malformed reason; nothing in the
+input may raise. The formats (csvformat, textformat, jsonformat) and the batch fast path all
+read fields through these functions, so they agree on every line.
 """
 from __future__ import annotations
 
@@ -226,10 +228,6 @@ def vhost_of(text: str | None) -> str | None:
     return host if host and port.isdigit() and "]" not in port else text
 
 
-def _finish(ts: int | None, host: str, request: str, status: str, nbytes: str) -> Record | str:
-    return record_of(ts, host, request, status, nbytes)
-
-
 def parse_csv(line: str) -> Record | str:
     try:
         fields = next(csv.reader((line,)))
@@ -238,7 +236,7 @@ def parse_csv(line: str) -> Record | str:
     if len(fields) != 7:
         return R_FIELDS
     ts = int(fields[3]) if _DIGITS.fullmatch(fields[3]) else None
-    return _finish(ts, fields[0], fields[4], fields[5], fields[6])
+    return record_of(ts, fields[0], fields[4], fields[5], fields[6])
 
 
 def decode_line(raw: bytes) -> str | None:
