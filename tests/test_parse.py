@@ -640,3 +640,11 @@ def test_auto_undecidable_input_is_counted_and_said_not_guessed():
     assert totals["format"] is None and "none of the formats tried fits" in totals["format_error"]
     assert (totals["lines"], totals["malformed"]) == (2, 2)
     assert totals["malformed_by_reason"] == {"format": 2}
+
+
+def test_blank_lines_alone_are_no_sign_of_an_unknown_format():
+    monitor = Monitor(CoreConfig(format="auto"))
+    monitor.feed(b"\n\n\r\n")
+    assert monitor.totals()["format_error"] is None
+    monitor.feed(b"junk\n")
+    assert "none of the formats tried fits" in monitor.totals()["format_error"]

@@ -4,8 +4,9 @@ Two paths give the same result. The fast path matches every line of the run with
 regex and does the rest with C-level builtins (zip, map, Counter), touching Python code only once
 per *distinct* request, status, date or host; it gives up (returns None) on anything unusual:
 a blank or malformed line, bad UTF-8, a late line, a jump of the clock. The slow path then takes
-the run line by line with the reference parsers of `parse.py`. The fast pattern accepts a strict
-subset of what the reference parser accepts, with the same fields, so both paths count identically.
+the run line by line with the format's reference parser (`LogFormat.parse`). A format's columns
+hold a strict subset of what its parser accepts, read by the same field functions of `parse.py`,
+so both paths count identically.
 
 The clock guard (slow path, `Chunk.place`) keeps one corrupt timestamp from moving the clock: a
 line far from the clock is held as a suspect, in a group of lines that agree with it, until
@@ -46,7 +47,7 @@ MAX_BYTES_PER_SECOND = 2**45
 assert 3 * MAX_SPAN * MAX_BYTES_PER_SECOND < 2**63
 
 # A request-and-status text of the common shape (`GET /api/user?id=1 HTTP/1.1",200`), giving
-# what parse_request and status_of give for it: whole text, method, section, status.
+# what parse.meaning_of gives for it: whole text, method, section, status.
 _KIND = re.compile(r'^(([A-Z]{1,20}) (/[^/?# "\n]*)[^ "\n]*(?: HTTP/[0-9](?:\.[0-9])?)?"[, ]([1-5][0-9][0-9]))$',
                    re.M | re.ASCII)
 # A bytes field as the fast path takes it: `-` or decimal digits (a longer one goes line by line).

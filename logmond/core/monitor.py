@@ -45,6 +45,8 @@ class Monitor:
         self.log_format: LogFormat | None = (None if config.format == catalog.AUTO
                                              else catalog.compile_format(config.format))
         self._undecided = b""
+        # Non-blank lines in `_undecided`: while there are some and no format, status says none fits.
+        self._held = 0
         # Lines `auto` found no format for (counted malformed `format`), the first kept to show.
         self.unfit = 0
         self.first_unfit: str | None = None
@@ -118,8 +120,9 @@ class Monitor:
         events: list[Event] = []
         if self.log_format is None:
             data, self._undecided = self._undecided, b""
+            self._held = 0
             if self.decide_format(data) is None:
-                self._unfit(data)
+                self._unfit(split_lines(data))
             else:
                 events += self.feed(data)
         if self.groups:
@@ -141,7 +144,7 @@ class Monitor:
         if self.log_format is not None:
             return {**self.log_format.describe(), "format_error": None}
         reason = None
-        if self.unfit or self._undecided:
+        if self.unfit or self._held:
             reason = f"none of the formats tried fits the lines read so far ({catalog.tried()})"
         return {"format": None, "format_spec": None, "format_error": reason}
 
@@ -157,16 +160,18 @@ class Monitor:
         DETECT_MAX_BYTES) that nothing fits is counted malformed `format`, and the search goes
         on with the lines after it."""
         self._undecided += data
-        if self.decide_format(self._undecided) is not None:
-            data, self._undecided = self._undecided, b""
-            return data
-        if len(self._undecided) >= DETECT_MAX_BYTES or len(split_lines(self._undecided)) >= DETECT_LINES:
-            self._unfit(self._undecided)
-            self._undecided = b""
+        lines = split_lines(self._undecided)
+        self.log_format = catalog.detect(lines[:DETECT_LINES])
+        if self.log_format is not None or len(self._undecided) >= DETECT_MAX_BYTES or len(lines) >= DETECT_LINES:
+            data, self._undecided, self._held = self._undecided, b"", 0
+            if self.log_format is not None:
+                return data
+            self._unfit(lines)
+        else:
+            self._held = len(lines)
         return b""
 
-    def _unfit(self, data: bytes) -> None:
-        lines = split_lines(data)
+    def _unfit(self, lines: list[str]) -> None:
         if lines and self.first_unfit is None:
             self.first_unfit = lines[0][:SAMPLE_CHARS]
         self.unfit += len(lines)
