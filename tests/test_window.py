@@ -283,3 +283,28 @@ def test_a_checkpoint_with_the_old_sketch_is_refused():
     state["rollup"] = [[T0, old_block]]  # the former rollup: a list of blocks, each with a bitmap
     with pytest.raises(ValueError):
         Monitor(CoreConfig(format="csv")).load(state)
+
+
+def test_times_counted_in_many_calls_past_the_pending_bound_sketch_like_one_call(monkeypatch):
+    """Block.add_timings defers sketch updates; settling early (past MAX_PENDING) or late (when
+    read) gives the sketches that all the times added at once give, per section and overall."""
+    monkeypatch.setattr(window, "MAX_PENDING", 50)
+    monkeypatch.setattr(window, "MAX_SECTION_SKETCHES", 3)
+    rng = random.Random(7)
+    rows = [(f"/s{rng.randrange(5)}", rng.choice([None, round(rng.uniform(0, 3), 3)]), rng.choice([None, 0.5, 1.25]))
+            for _ in range(2_000)]
+    deferred = Block()
+    for start in range(0, len(rows), 37):
+        part = rows[start:start + 37]
+        deferred.add_timings([s for s, _, _ in part], [r for _, r, _ in part], [u for _, _, u in part])
+    times = [r for _, r, _ in rows if r is not None]
+    assert deferred.latency.count == len(times)
+    assert (deferred.latency.min, deferred.latency.max) == (min(times), max(times))
+    assert deferred.upstream.count == sum(u is not None for _, _, u in rows)
+    sections = deferred.section_latency
+    assert len(sections) == 3 + 1 and OTHER in sections
+    assert sum(sk.count for sk in sections.values()) == len(times)
+    for name, sketch in sections.items():
+        if name != OTHER:
+            mine = [r for s, r, _ in rows if s == name and r is not None]
+            assert (sketch.count, sketch.max) == (len(mine), max(mine))

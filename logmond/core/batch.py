@@ -55,6 +55,9 @@ _DIGITS = re.compile(r"-|[0-9]{1,13}", re.ASCII)
 # Distinct request-and-status texts remembered by the fast path (about 100 bytes each); the
 # cache starts over when full, so ids in paths cannot make it grow without bound.
 MAX_CACHED_KINDS = 50_000
+# Distinct request-time texts remembered by the fast path (about 100 bytes each): millisecond
+# times under a minute are 60,000 texts; the cache starts over when full.
+MAX_CACHED_LATENCIES = 100_000
 # Lines per group in the cheap lateness test.
 _GROUP = 16
 
@@ -192,6 +195,25 @@ class Counts:
         self.kinds: dict[str, int] = {}
         self.meanings: list[tuple[tuple[str, str], int]] = []
         self._meaning_index: dict[tuple[tuple[str, str], int], int] = {}
+        # Fast-path cache: request-time text -> seconds (None for `-`), for one latency scale.
+        self._latencies: dict[str, float | None] = {}
+        self._latency_scale = 1.0
+
+    def latencies(self, column: list[str] | None, scale: float) -> list[float | None] | None | bool:
+        """A latency column in seconds, each text not seen before read once; False if one does
+        not read (the line goes down the slow path), None when the format has no such column."""
+        if column is None:
+            return None
+        cache = self._latencies
+        if scale != self._latency_scale or len(cache) > MAX_CACHED_LATENCIES:
+            cache.clear()
+            self._latency_scale = scale
+        for text in set(column).difference(cache):
+            seconds = latency_of(text, scale)
+            if isinstance(seconds, str):
+                return False
+            cache[text] = seconds
+        return list(map(cache.__getitem__, column))
 
     def learn(self, kinds: set[str]) -> bool:
         """Resolve request-and-status texts not seen before; False if one does not parse.
@@ -256,14 +278,9 @@ class Counts:
             block.add_hosts(hosts[start:end])
             block.bytes = min(block.bytes + sum(sizes[start:end]), self.max_bytes)
             if rtimes is not None or utimes is not None:
-                requests: Counter[tuple[str, float]] = Counter()
-                if rtimes is not None:
-                    for (k, t), n in Counter(zip(kinds[start:end], rtimes[start:end])).items():
-                        if t is not None:
-                            requests[resolve(k)[0][1], t] += n
-                upstream = Counter(utimes[start:end]) if utimes is not None else Counter()
-                upstream.pop(None, None)
-                block.add_timings(requests, upstream)
+                sections = [m[0][1] for m in map(resolve, kinds[start:end])] if rtimes is not None else ()
+                block.add_timings(sections, None if rtimes is None else rtimes[start:end],
+                                  None if utimes is None else utimes[start:end])
             if vhosts is not None:
                 block.add_vhosts([v for v in vhosts[start:end] if v is not None])
             start = end
@@ -312,7 +329,7 @@ def fast_chunk(text: str, fmt: LogFormat, counts: Counts, clock: int | None, lat
     nbytes = list(map(int, sizes))
     if max(nbytes) > MAX_BYTES_PER_LINE:
         return None
-    timings = [_seconds(column, fmt.latency_scale) for column in (cols.rtimes, cols.utimes)]
+    timings = [counts.latencies(column, fmt.latency_scale) for column in (cols.rtimes, cols.utimes)]
     if False in timings:
         return None
     vhosts = None
@@ -324,16 +341,6 @@ def fast_chunk(text: str, fmt: LogFormat, counts: Counts, clock: int | None, lat
     counts.add(seconds, hosts, list(map(counts.kinds.__getitem__, kinds)), nbytes, counts.meanings.__getitem__,
                rtimes=timings[0] or None, utimes=timings[1] or None, vhosts=vhosts)
     return chunk
-
-
-def _seconds(column: list[str] | None, scale: float) -> list[float | None] | None | bool:
-    """A latency column in seconds, each distinct text read once; False if one does not read."""
-    if column is None:
-        return None
-    read = {t: latency_of(t, scale) for t in set(column)}
-    if any(isinstance(v, str) for v in read.values()):
-        return False
-    return list(map(read.__getitem__, column))
 
 
 def _no_jump(seconds: list[int], clock: int, bound: int) -> bool:

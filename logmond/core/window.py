@@ -25,6 +25,10 @@ TOP_HOSTS = 5
 TOP_VHOSTS = 10
 # Sections with a latency sketch of their own per block (a few KiB each); the others share OTHER's.
 MAX_SECTION_SKETCHES = 100
+# Distinct (section, request time) pairs and upstream times a block holds before it adds them to
+# its sketches (about 150 bytes each): lines are counted column by column at C speed, and the
+# sketches are updated once per distinct value, when read or when this many are waiting.
+MAX_PENDING = 20_000
 # Stale heap entries a ranked count tolerates beyond its live entries before rebuilding its heap.
 HEAP_SLACK = 1_024
 
@@ -84,7 +88,7 @@ class Block:
     """Counts for one span of log time, as lines arrive."""
 
     __slots__ = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "methods", "hosts", "sketch",
-                 "vhosts", "latency", "upstream", "section_latency")
+                 "vhosts", "_latency", "_upstream", "_section_latency", "_pending", "_upending")
 
     def __init__(self) -> None:
         self.hits = 0
@@ -99,25 +103,63 @@ class Block:
         self.sketch: HyperLogLog | None = None
         self.vhosts: Counter[str] = Counter()
         # Request and upstream times, overall and for up to MAX_SECTION_SKETCHES sections (the
-        # rest under OTHER); empty when the format has none.
-        self.latency = QuantileSketch()
-        self.upstream = QuantileSketch()
-        self.section_latency: dict[str, QuantileSketch] = {}
+        # rest under OTHER); empty when the format has none. Read them through the properties,
+        # which first add what is pending.
+        self._latency = QuantileSketch()
+        self._upstream = QuantileSketch()
+        self._section_latency: dict[str, QuantileSketch] = {}
+        # Times counted but not yet in the sketches (see MAX_PENDING); None: a line without one.
+        self._pending: Counter[tuple[str, float | None]] = Counter()
+        self._upending: Counter[float | None] = Counter()
 
-    def add_timings(self, requests: Mapping[tuple[str, float], int], upstream: Mapping[float, int]) -> None:
-        """Add request times as {(section, seconds): hits} and upstream times as {seconds: hits}."""
-        overall: Counter[float] = Counter()
-        per: dict[str, Counter[float]] = {}
-        sketches = self.section_latency
-        for (section, seconds), n in requests.items():
-            overall[seconds] += n
-            if section not in sketches and len(sketches) >= MAX_SECTION_SKETCHES:
-                section = OTHER
-            per.setdefault(section, Counter())[seconds] += n
-        self.latency.add_many(overall.items())
-        for section, times in per.items():
-            sketches.setdefault(section, QuantileSketch()).add_many(times.items())
-        self.upstream.add_many(upstream.items())
+    def add_timings(self, sections: Sequence[str], rtimes: Sequence[float | None] | None,
+                    utimes: Sequence[float | None] | None) -> None:
+        """Count request and upstream times in seconds (None: the line has none), given as columns
+        parallel to `sections`; a column is None when the format has no such time."""
+        if rtimes is not None:
+            self._pending.update(zip(sections, rtimes))
+        if utimes is not None:
+            self._upending.update(utimes)
+        if len(self._pending) + len(self._upending) > MAX_PENDING:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Add the pending times to the sketches, each distinct value once."""
+        if self._pending:
+            per: dict[str, list[tuple[float, int]]] = {}
+            sketches = self._section_latency
+            for (section, seconds), n in self._pending.items():
+                if seconds is None:
+                    continue
+                if section not in sketches and section not in per and len(sketches) + len(per) >= MAX_SECTION_SKETCHES:
+                    section = OTHER
+                per.setdefault(section, []).append((seconds, n))
+            self._pending.clear()
+            for section, times in per.items():
+                sketch = sketches.get(section)
+                if sketch is None:
+                    sketch = sketches[section] = QuantileSketch()
+                sketch.add_many(times)
+                self._latency.add_many(times)
+        if self._upending:
+            self._upending.pop(None, None)
+            self._upstream.add_many(self._upending.items())
+            self._upending.clear()
+
+    @property
+    def latency(self) -> QuantileSketch:
+        self._settle()
+        return self._latency
+
+    @property
+    def upstream(self) -> QuantileSketch:
+        self._settle()
+        return self._upstream
+
+    @property
+    def section_latency(self) -> dict[str, QuantileSketch]:
+        self._settle()
+        return self._section_latency
 
     def add_vhosts(self, vhosts: Sequence[str]) -> None:
         """Count one hit per element (a column of virtual hosts)."""
@@ -204,7 +246,7 @@ class Block:
             setattr(b, name, Counter({str(k): int(v) for k, v in state[name].items()}))
         if state["sketch"] is not None:
             b.sketch = HyperLogLog.from_bytes(state["sketch"])
-        _load_timings(b, state)
+        b.vhosts, b._latency, b._upstream, b._section_latency = _load_timings(state, b)
         return b
 
 
@@ -213,13 +255,15 @@ def _timing_state(block: Block | ClosedBlock) -> dict[str, Any]:
             "section_latency": {name: sk.to_state() for name, sk in block.section_latency.items()}}
 
 
-def _load_timings(block: Block | ClosedBlock, state: dict[str, Any]) -> None:
-    """The timing fields of a block's state (absent in a checkpoint from before they existed)."""
-    block.vhosts = Counter({str(k): int(v) for k, v in state.get("vhosts", {}).items()})
-    if "latency" in state:
-        block.latency = QuantileSketch.from_state(state["latency"])
-        block.upstream = QuantileSketch.from_state(state["upstream"])
-        block.section_latency = {str(k): QuantileSketch.from_state(v) for k, v in state["section_latency"].items()}
+def _load_timings(state: dict[str, Any], block: Block | ClosedBlock) -> tuple[
+        Counter[str], QuantileSketch, QuantileSketch, dict[str, QuantileSketch]]:
+    """vhosts, latency, upstream and section_latency from a block's state, or as `block` has them
+    where the state has none (a checkpoint from before they existed)."""
+    vhosts = Counter({str(k): int(v) for k, v in state.get("vhosts", {}).items()})
+    if "latency" not in state:
+        return vhosts, block.latency, block.upstream, block.section_latency
+    return (vhosts, QuantileSketch.from_state(state["latency"]), QuantileSketch.from_state(state["upstream"]),
+            {str(k): QuantileSketch.from_state(v) for k, v in state["section_latency"].items()})
 
 
 # Counters of a closed block, and of the rollup's totals.
@@ -266,7 +310,7 @@ class ClosedBlock:
     def from_state(cls, state: dict[str, Any]) -> ClosedBlock:
         closed = cls(int(state["hits"]), int(state["bytes"]),
                      {name: {str(k): int(v) for k, v in state[name].items()} for name in _COUNTERS})
-        _load_timings(closed, state)
+        closed.vhosts, closed.latency, closed.upstream, closed.section_latency = _load_timings(state, closed)
         return closed
 
 
