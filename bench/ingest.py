@@ -54,22 +54,23 @@ FLOOR = """
 import sys
 from collections import Counter
 from logmond.core import catalog
-from logmond.core.monitor import BATCH_BYTES
+from logmond.core.batch import split_lines
+from logmond.core.linebuffer import LineBuffer
+from logmond.core.monitor import BATCH_BYTES, DETECT_LINES
 counters = [Counter() for _ in range(6)]
-total, rest, fmt = 0, b"", None
+total, lines, fmt = 0, LineBuffer(), None
 with open(sys.argv[1], "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-        data = rest + block
-        cut = data.rfind(b"\\n") + 1
-        data, rest = data[:cut], data[cut:]
+    for data in map(lines.feed, iter(lambda: f.read(1 << 20), b"")):
         if fmt is None:
-            fmt = catalog.detect(data[:65536].decode().splitlines()[:100])
+            fmt = catalog.detect(split_lines(data[:65536])[:DETECT_LINES])
             if fmt.header and data.startswith(fmt.header.encode()):
                 data = data[data.index(b"\\n") + 1:]
         start = 0
         while start < len(data):
             end = data.find(b"\\n", start + BATCH_BYTES) + 1 or len(data)
             cols = fmt.columns(data[start:end].decode())
+            if cols is None:
+                sys.exit(f"floor: a batch at byte {start} is not of the shape {fmt} reads at C speed")
             start = end
             for counter, column in zip(counters, (cols.stamps, cols.kinds, cols.hosts, cols.rtimes, cols.utimes,
                                                   cols.vhosts)):
