@@ -86,7 +86,7 @@ def offline(blocks: list[tuple[int, dict[str, int], list[str], Block]], now: int
     now - timeframe, top lists by count then name, hosts exact iff their union is within the cap."""
     covered = [(s, b) for s, _, _, b in blocks if s >= now - timeframe]
     union = set().union(*(set(h) for s, _, h, _ in blocks if s >= now - timeframe))
-    sums = {name: Counter() for name in ("sections", "sec4xx", "sec5xx", "status", "methods", "hosts")}
+    sums = {name: Counter() for name in ("sections", "sec4xx", "sec5xx", "status", "codes", "methods", "hosts")}
     for _, b in covered:
         for name, total in sums.items():
             total.update(getattr(b, name))
@@ -105,6 +105,8 @@ def offline(blocks: list[tuple[int, dict[str, int], list[str], Block]], now: int
         "bytes": 7 * hits, "bytes_mean": 7.0 if hits else 0.0,
         "hosts": len(union) if exact else estimate.estimate(), "hosts_exact": exact,
         "top_hosts": [[n, v] for n, v in rank(sums["hosts"], 5)],
+        "codes": [[n, v] for n, v in rank(+sums["codes"], 10)],
+        "sections_5xx": [[n, v] for n, v in rank(+sums["sec5xx"], 10)],
     }
 
 
@@ -308,3 +310,17 @@ def test_times_counted_in_many_calls_past_the_pending_bound_sketch_like_one_call
         if name != OTHER:
             mine = [r for s, r, _ in rows if s == name and r is not None]
             assert (sketch.count, sketch.max) == (len(mine), max(mine))
+
+
+def test_summaries_name_the_exact_codes_and_the_sections_by_5xx():
+    b = Block()
+    b.add_requests([((("GET", "/a"), 200), 5), ((("GET", "/a"), 502), 1), ((("GET", "/b"), 503), 3),
+                    ((("POST", "/b"), 404), 5), ((("GET", "/c"), 301), 2)])
+    s = b.summary(T0, T0 + 10)
+    assert s["codes"] == [["200", 5], ["404", 5], ["503", 3], ["301", 2], ["502", 1]]
+    assert s["sections_5xx"] == [["/b", 3], ["/a", 1]]
+    r = Rollup(30, INTERVAL)
+    r.push(T0, b)
+    r.push(T0 + 10, Block.from_state(b.to_state()))
+    rolled = r.summary(T0 + 20)
+    assert rolled["codes"][:2] == [["200", 10], ["404", 10]] and rolled["sections_5xx"] == [["/b", 6], ["/a", 2]]

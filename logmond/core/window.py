@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Mapping
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop, heappush, nsmallest
 from typing import Any, Iterable, Sequence
 
 from logmond.core.hosts import HyperLogLog, SlidingHosts
@@ -23,6 +23,9 @@ KEEP_CLOSED = 100
 TOP_SECTIONS = 10
 TOP_HOSTS = 5
 TOP_VHOSTS = 10
+# Exact status codes and sections by 5xx answers a summary names (the viewer's extra panels).
+TOP_CODES = 10
+TOP_5XX = 10
 # Sections with a latency sketch of their own per block (a few KiB each); the others share OTHER's.
 MAX_SECTION_SKETCHES = 100
 # Distinct (section, request time) pairs and upstream times a block holds before it adds them to
@@ -44,10 +47,16 @@ def _cap(counter: Counter, limit: int) -> None:
     counter[OTHER] += folded
 
 
+def _ranked(counts: Mapping[str, int], n: int) -> list[tuple[str, int]]:
+    """The `n` largest non-zero entries other than OTHER, largest first, ties by name."""
+    return nsmallest(n, ((k, v) for k, v in counts.items() if v and k != OTHER), key=lambda kv: (-kv[1], kv[0]))
+
+
 def _event(start: int, end: int, hits: int, nbytes: int, sections: list[tuple[str, int]],
            sec4xx: Mapping[str, int], sec5xx: Mapping[str, int], status: dict[str, int],
            methods: dict[str, int], hosts: int, hosts_exact: bool,
-           top_hosts: list[tuple[str, int]], timings: dict[str, Any] | None = None) -> dict[str, Any]:
+           top_hosts: list[tuple[str, int]], codes: list[tuple[str, int]], sections_5xx: list[tuple[str, int]],
+           timings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The summary event for [start, end): the keys of the JSON contract plus detail; `timings`
     adds latency, upstream_latency, section_latency and vhosts when the format has them."""
     return {
@@ -66,6 +75,8 @@ def _event(start: int, end: int, hits: int, nbytes: int, sections: list[tuple[st
         "hosts": hosts,
         "hosts_exact": hosts_exact,
         "top_hosts": [[h, n] for h, n in top_hosts],
+        "codes": [[code, n] for code, n in codes],
+        "sections_5xx": [[name, n] for name, n in sections_5xx],
         **(timings or {}),
     }
 
@@ -87,7 +98,7 @@ def _timings(latency: dict[str, Any] | None, upstream: dict[str, Any] | None,
 class Block:
     """Counts for one span of log time, as lines arrive."""
 
-    __slots__ = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "methods", "hosts", "sketch",
+    __slots__ = ("hits", "bytes", "sections", "sec4xx", "sec5xx", "status", "codes", "methods", "hosts", "sketch",
                  "vhosts", "_latency", "_upstream", "_section_latency", "_pending", "_upending")
 
     def __init__(self) -> None:
@@ -97,6 +108,8 @@ class Block:
         self.sec4xx: Counter[str] = Counter()
         self.sec5xx: Counter[str] = Counter()
         self.status: Counter[str] = Counter()
+        # Hits per exact status code ("200", "404"): at most 500 of them, so never capped.
+        self.codes: Counter[str] = Counter()
         self.methods: Counter[str] = Counter()
         self.hosts: Counter[str] = Counter()
         # Distinct-host sketch, made once `hosts` no longer holds every host (None: exact).
@@ -174,6 +187,7 @@ class Block:
             self.sections[section] += n
             cls = status // 100
             self.status[f"{cls}xx"] += n
+            self.codes[str(status)] += n
             if cls == 4:
                 self.sec4xx[section] += n
             elif cls == 5:
@@ -226,13 +240,14 @@ class Block:
         return _event(start, end, self.hits, self.bytes, top, self.sec4xx, self.sec5xx,
                       dict(sorted(self.status.items())), dict(self.methods.most_common()),
                       self.unique_hosts(), self.exact_hosts,
-                      [h for h in self.hosts.most_common(TOP_HOSTS + 1) if h[0] != OTHER][:TOP_HOSTS], timings)
+                      [h for h in self.hosts.most_common(TOP_HOSTS + 1) if h[0] != OTHER][:TOP_HOSTS],
+                      _ranked(self.codes, TOP_CODES), _ranked(self.sec5xx, TOP_5XX), timings)
 
     def to_state(self) -> dict[str, Any]:
         return {
             "hits": self.hits, "bytes": self.bytes, "sections": dict(self.sections),
             "sec4xx": dict(self.sec4xx), "sec5xx": dict(self.sec5xx), "status": dict(self.status),
-            "methods": dict(self.methods), "hosts": dict(self.hosts),
+            "codes": dict(self.codes), "methods": dict(self.methods), "hosts": dict(self.hosts),
             "sketch": None if self.sketch is None else self.sketch.to_bytes(),
             **_timing_state(self),
         }
@@ -244,6 +259,7 @@ class Block:
         b.hits, b.bytes = int(state["hits"]), int(state["bytes"])
         for name in ("sections", "sec4xx", "sec5xx", "status", "methods", "hosts"):
             setattr(b, name, Counter({str(k): int(v) for k, v in state[name].items()}))
+        b.codes = Counter({str(k): int(v) for k, v in state.get("codes", {}).items()})
         if state["sketch"] is not None:
             b.sketch = HyperLogLog.from_bytes(state["sketch"])
         b.vhosts, b._latency, b._upstream, b._section_latency = _load_timings(state, b)
@@ -267,7 +283,7 @@ def _load_timings(state: dict[str, Any], block: Block | ClosedBlock) -> tuple[
 
 
 # Counters of a closed block, and of the rollup's totals.
-_COUNTERS = ("status", "methods", "sections", "sec4xx", "sec5xx", "hosts")
+_COUNTERS = ("status", "codes", "methods", "sections", "sec4xx", "sec5xx", "hosts")
 
 
 class ClosedBlock:
@@ -292,7 +308,8 @@ class ClosedBlock:
         hosts = Counter(block.hosts)
         _cap(hosts, KEEP_CLOSED * 2)
         closed = cls(block.hits, block.bytes, {
-            "status": dict(block.status), "methods": dict(block.methods), "sections": dict(sections),
+            "status": dict(block.status), "codes": dict(block.codes), "methods": dict(block.methods),
+            "sections": dict(sections),
             "sec4xx": {s: n for s, n in block.sec4xx.items() if s in sections},
             "sec5xx": {s: n for s, n in block.sec5xx.items() if s in sections},
             "hosts": dict(hosts)})
@@ -309,7 +326,7 @@ class ClosedBlock:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ClosedBlock:
         closed = cls(int(state["hits"]), int(state["bytes"]),
-                     {name: {str(k): int(v) for k, v in state[name].items()} for name in _COUNTERS})
+                     {name: {str(k): int(v) for k, v in state.get(name, {}).items()} for name in _COUNTERS})
         closed.vhosts, closed.latency, closed.upstream, closed.section_latency = _load_timings(state, closed)
         return closed
 
@@ -369,6 +386,7 @@ class _Totals:
     def __init__(self) -> None:
         self.hits = self.bytes = 0
         self.status: dict[str, int] = {}
+        self.codes: dict[str, int] = {}
         self.methods: dict[str, int] = {}
         self.sec4xx: dict[str, int] = {}
         self.sec5xx: dict[str, int] = {}
@@ -383,7 +401,7 @@ class _Totals:
         """Add (sign 1) the newest block, number `seq`, or take away (sign -1) the oldest."""
         self.hits += sign * block.hits
         self.bytes += sign * block.bytes
-        for name in ("status", "methods", "sec4xx", "sec5xx"):
+        for name in ("status", "codes", "methods", "sec4xx", "sec5xx"):
             _add(getattr(self, name), getattr(block, name), sign)
         self.sections.add(block.sections, sign)
         self.hosts.add(block.hosts, sign)
@@ -466,7 +484,8 @@ class Rollup:
                 "sec5xx": {name: t.sec5xx.get(name, 0) for name, _ in top},
                 "status": dict(sorted(t.status.items())),
                 "methods": dict(sorted(t.methods.items(), key=lambda kv: (-kv[1], kv[0]))),
-                "hosts": hosts, "hosts_exact": exact, "top_hosts": t.hosts.top(TOP_HOSTS)}
+                "hosts": hosts, "hosts_exact": exact, "top_hosts": t.hosts.top(TOP_HOSTS),
+                "codes": _ranked(t.codes, TOP_CODES), "sections_5xx": _ranked(t.sec5xx, TOP_5XX)}
 
     def to_state(self) -> dict[str, Any]:
         return {"origin": self.origin, "next_seq": self.next_seq,
