@@ -358,7 +358,6 @@ def _replay(path: str, speed: float, clock: ReplayClock) -> Opener:
 def serve(settings: Settings, core: CoreConfig, reload: Callable[[], CoreConfig] | None = None) -> int:
     """Run logmond in the foreground until SIGTERM/SIGINT; 2 on a startup problem."""
     logging.basicConfig(level=logging.INFO, format="logmond: %(levelname)s %(message)s")
-    logging.getLogger("pyinotify").handlers.clear()
     if settings.replay_speed is None:
         daemon = Daemon(settings, core, _follow(settings.file, settings.drain_grace), LiveClock(),
                         Checkpoints(settings.state_dir), reload)

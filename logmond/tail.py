@@ -25,6 +25,7 @@ with warnings.catch_warnings():
 
 from logmond.core.linebuffer import LineBuffer
 from logmond.core.parse import MAX_LINE
+from shared.units import size as human_size
 
 # Bytes of a file's start hashed into its identity: ext4 hands a freed inode number to the next
 # new file at once, and the first KiB of an access log (timestamps, hosts) tells two files apart.
@@ -44,10 +45,16 @@ _SHA1_HEX = re.compile(r"[0-9a-f]{40}")
 log = logging.getLogger(__name__)
 
 # pyinotify prints to stderr through its own handler, including a false error on every rotation
-# ("pathname ... has probably changed"); real failures reach us as exceptions (quiet=False).
+# ("pathname ... has probably changed"); real failures reach us as exceptions (quiet=False). The
+# level, not only the handler, keeps it quiet: a logger left with no handler at all would fall
+# back to logging.lastResort, which writes to stderr.
 _pyinotify_log = logging.getLogger("pyinotify")
 _pyinotify_log.handlers[:] = [logging.NullHandler()]
 _pyinotify_log.propagate = False
+_pyinotify_log.setLevel(logging.CRITICAL + 1)
+
+# How a file left the log's path (_OpenFile.left_by), which decides what its successor is called.
+RENAMED, DELETED = "renamed", "deleted"
 
 
 def _open_readonly(path: str) -> int:
@@ -147,6 +154,12 @@ class _OpenFile:
         self.read_pos = 0
         self.lines = LineBuffer()
         self.last_data = time.monotonic()
+        # Set by read_new when it starts the file again from 0, for the follower to log once.
+        self.restarted: str | None = None
+        # Once replaced at the path: how it left, where it stood then, the file that took its place.
+        self.left_by: str | None = None
+        self.left_at = 0
+        self.successor: _OpenFile | None = None
 
     @property
     def offset(self) -> int:
@@ -168,6 +181,8 @@ class _OpenFile:
         if size < self.read_pos or ((verify or size > self.read_pos) and not self.identity.matches(self.fd)):
             # copytruncate, or truncated and rewritten past our offset. The partial line is dropped;
             # lines written between logrotate's copy and truncate are lost (its documented window).
+            self.restarted = (f"truncated to {human_size(size)}" if size < self.read_pos else
+                              f"truncated and rewritten (now {human_size(size)}, its first bytes changed)")
             self.seek(0)
             self.identity = Identity.of(self.fd)
         out = []
@@ -251,6 +266,7 @@ class Follower:
         self._dir, self._name = os.path.split(self._path)
         self._current: _OpenFile | None = None
         self._draining: list[_OpenFile] = []  # replaced files still being read, oldest first
+        self._gone: _OpenFile | None = None  # the last file to leave the path, until one takes its place
         self._path_changed = False  # stat the path before reading
         self._verify = False  # compare fingerprints even without new data
         self._complaint: str | None = None
@@ -369,9 +385,21 @@ class Follower:
             rotated = self._find_in_dir(pos.identity, exclude=first)
             if rotated is not None:
                 rotated.seek(pos.offset, pos.skipping)
-                self._draining.append(rotated)
-        # A resumed checkpoint that matches no file at the path: the file is new since, read from 0.
+                self._leave(rotated, RENAMED)
+        # Each rotated file found was replaced by the next one, the last by the file at the path;
+        # each rotation is said once its old file is drained.
+        for older, newer in zip(self._draining, self._draining[1:]):
+            older.successor = newer
         self._current = first
+        if first is None:
+            return
+        if self._draining:
+            self._draining[-1].successor = first
+            self._gone = None
+        elif resume and not resumed_first:
+            # A resumed checkpoint that matches no file at the path: the file is new since, read from 0.
+            log.info("%s is a new file since the checkpoint (inode %d): reading it from the start",
+                     self._path, first.identity.inode)
 
     def _sync_path(self) -> None:
         """Make the current file the one the path names now; the one it replaces drains first."""
@@ -384,9 +412,42 @@ class Follower:
             except OSError:
                 pass
             cur.last_data = time.monotonic()  # the grace starts now
-            self._draining.append(cur)
             self._current = None
-        self._current = self._take_path()
+            self._leave(cur, DELETED if cur.deleted() else RENAMED)
+        new = self._take_path()
+        self._current = new
+        if new is None:
+            return
+        if new.left_by is not None:  # renamed away and back: the same file, nothing happened
+            new.left_by = new.successor = None
+            if self._gone is new:
+                self._gone = None
+            return
+        self._arrived(new)
+
+    def _leave(self, f: _OpenFile, how: str) -> None:
+        """f no longer is the file at the path: drain it, and remember how it went."""
+        f.left_by, f.left_at = how, f.read_pos
+        self._draining.append(f)
+        self._gone = f
+
+    def _arrived(self, new: _OpenFile) -> None:
+        """One line for the operator per new file at the path; a rotation's waits for the old
+        file to be drained, so that it can say how much more that gave."""
+        old, self._gone = self._gone, None
+        if old is None:
+            log.info("%s appeared (inode %d): reading it from the start", self._path, new.identity.inode)
+        elif old.left_by == DELETED:
+            log.info("%s re-created (inode %d): reading it from the start", self._path, new.identity.inode)
+        elif old in self._draining:
+            old.successor = new
+        else:
+            self._log_rotation(old, new)
+
+    def _log_rotation(self, old: _OpenFile, new: _OpenFile) -> None:
+        log.info("%s rotated: following the new file (inode %d) from its start; read %s more from the old one "
+                 "(inode %d)", self._path, new.identity.inode, human_size(old.read_pos - old.left_at),
+                 old.identity.inode)
 
     def _take_path(self) -> _OpenFile | None:
         """The file at the path, read from 0; a file we already hold is taken back, not reread."""
@@ -445,11 +506,20 @@ class Follower:
 
     def _read_file(self, f: _OpenFile, verify: bool, limit: int | None = None) -> bytes:
         try:
-            return f.read_new(verify, limit)
+            data = f.read_new(verify, limit)
         except OSError as exc:
             if exc.errno not in _VANISHED:
                 raise
+        else:
+            if f.restarted is not None:
+                what = self._path if f is self._current else f"the old file (inode {f.identity.inode})"
+                log.info("%s %s: reading it from the start", what, f.restarted)
+                f.restarted = None
+            return data
         # Gone under our descriptor (network filesystem): like a delete we can no longer drain.
+        if f is self._current:
+            f.left_by = DELETED
+            self._gone = f
         self._forget(f)
         self._path_changed = True
         return b""
@@ -477,6 +547,9 @@ class Follower:
             self._current = None
         else:
             self._draining.remove(f)
+            if f.left_by == RENAMED and f.successor is not None:
+                self._log_rotation(f, f.successor)
+            f.successor = None
 
     def _complain(self, message: str) -> None:
         if message != self._complaint:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import time
@@ -15,6 +16,7 @@ import msgpack
 import pytest
 
 from conftest import Logmond, csv_line, wait_for
+from shared.units import size
 
 # Live mode with nothing late: lines carry the wall time and may be this far out of order. The
 # safety check and drain grace are short so that rotation is settled sooner, by the same rules.
@@ -34,6 +36,26 @@ def held_files(pid: int) -> list[str]:
 
 def line_count(*paths: Path) -> int:
     return sum(p.read_bytes().count(b"\n") for p in paths if p.exists())
+
+
+def follow_news(d: Logmond, n: int) -> list[str]:
+    """Wait until logmond has said n things of the file it follows (one line per rotation,
+    truncation or re-creation), and return them without the `logmond: INFO <path> ` prefix."""
+    prefix = f"logmond: INFO {d.log} "
+
+    def said() -> list[str]:
+        return [ln.removeprefix(prefix) for ln in d.stderr().splitlines() if ln.startswith(prefix)]
+
+    wait_for(lambda: len(said()) >= n, 10, f"{n} lines about {d.log} on logmond's stderr")
+    return said()
+
+
+def assert_only_logmond_speaks(d: Logmond) -> None:
+    """Every stderr line is logmond's own: pyinotify's ("The pathname ... has probably changed")
+    would reach stderr bare."""
+    err = d.stderr()
+    assert "pyinotify" not in err and "probably changed" not in err, err
+    assert all(ln.startswith("logmond: ") for ln in err.splitlines()), err
 
 
 def assert_exactly(d: Logmond, written: int) -> dict:
@@ -63,6 +85,16 @@ def test_rename_and_create_rotation_while_writing(logmond, short_tmp, writer):
     st = assert_exactly(d, written)
     assert st["file"]["inode"] == os.stat(log).st_ino
     assert st["file"]["offset"] == st["file"]["size"] == log.stat().st_size
+    rotated = re.compile(r"rotated: following the new file \(inode (\d+)\) from its start; "
+                         r"read (\d+(?:\.\d)? K?i?B) more from the old one \(inode (\d+)\)")
+    news = [rotated.fullmatch(line) for line in follow_news(d, 2)]
+    assert all(news) and len(news) == 2, news
+    (new1, more1, old1), (new2, more2, old2) = (m.groups() for m in news)
+    inode = {name: str(os.stat(short_tmp / name).st_ino) for name in ("access.log.1", "access.log.2", "access.log")}
+    assert (old1, new1, old2, new2) == (inode["access.log.1"], inode["access.log.2"],
+                                        inode["access.log.2"], inode["access.log"])
+    assert "0 B" not in (more1, more2)  # 150 lines went into each renamed file
+    assert_only_logmond_speaks(d)
 
 
 def test_copytruncate_rotation_while_writing(logmond, short_tmp, writer):
@@ -80,11 +112,15 @@ def test_copytruncate_rotation_while_writing(logmond, short_tmp, writer):
             d.wait_lines(w.written)
             shutil.copyfile(log, short_tmp / f"access.log.{rotation}")
             os.truncate(log, 0)
+            # Seen while still empty, so that the one line about it says "to 0 B" every time.
+            wait_for(lambda: d.status()["file"]["offset"] == 0, 10, "logmond to read from the start")
         w.more(200)
     written = w.stop()
     st = assert_exactly(d, written)
     assert st["file"]["inode"] == inode == log.stat().st_ino
     assert st["file"]["offset"] == st["file"]["size"] == log.stat().st_size
+    assert follow_news(d, 2) == ["truncated to 0 B: reading it from the start"] * 2
+    assert_only_logmond_speaks(d)
     # Nothing more turns up once the safety check (fingerprints compared again) has looked at the
     # file. It runs at the first tick 2 s after the last one, so within any 3 ticks: wait for the
     # daemon to publish 3 snapshots (each the end of a tick's work).
@@ -110,6 +146,11 @@ def test_delete_and_recreate_while_writing(logmond, short_tmp, writer):
              15, "the deleted files to be closed")
     st = assert_exactly(d, written)
     assert st["file"]["inode"] == os.stat(log).st_ino
+    news = follow_news(d, 2)
+    assert len(news) == 2 and all(re.fullmatch(r"re-created \(inode \d+\): reading it from the start", n)
+                                  for n in news), news
+    assert news[1] == f"re-created (inode {st['file']['inode']}): reading it from the start"
+    assert_only_logmond_speaks(d)
 
 
 def test_absent_file_is_waited_for_and_read_from_its_start(logmond, short_tmp, writer):
@@ -125,6 +166,7 @@ def test_absent_file_is_waited_for_and_read_from_its_start(logmond, short_tmp, w
     st = assert_exactly(d, written)
     assert st["file"]["inode"] == log.stat().st_ino
     assert st["file"]["size"] == log.stat().st_size
+    assert follow_news(d, 1) == [f"appeared (inode {st['file']['inode']}): reading it from the start"]
 
 
 def test_partial_line_is_counted_once_completed(logmond, short_tmp):
@@ -181,11 +223,16 @@ def test_restart_across_a_rotation_while_stopped_counts_exactly_once(logmond, sh
         f.write("".join(csv_line(now, i) for i in range(50, 60)))
     os.rename(log, short_tmp / "access.log.1")
     log.write_text("".join(csv_line(now, i) for i in range(60, 85)))
+    old_size = (short_tmp / "access.log.1").stat().st_size
     second = logmond(*LIVE).start()
     assert_exactly(second, 85)
     wait_for(lambda: not any(f.endswith("access.log.1") for f in held_files(second.proc.pid)), 15,
              "the rotated file to be closed")
     assert_exactly(second, 85)
+    more = sum(len(csv_line(now, i)) for i in range(50, 60))
+    assert old_size > more and follow_news(second, 1) == [
+        f"rotated: following the new file (inode {log.stat().st_ino}) from its start; read {size(more)} "
+        f"more from the old one (inode {(short_tmp / 'access.log.1').stat().st_ino})"]
 
 
 def test_crash_while_writing_counts_exactly_once_after_restart(logmond, short_tmp, writer):

@@ -29,8 +29,9 @@ import pytest
 from logmond import tail
 from logmond.core.parse import MAX_LINE
 from logmond.tail import FINGERPRINT_BYTES, Follower, Identity, Position
+from shared import units
 
-from conftest import Writer, numbered_line
+from conftest import Writer, numbered_line, wait_for
 
 # The owner's safety-check period; tests that must prove the inotify path alone never check().
 CHECK_EVERY = 2.0
@@ -511,6 +512,73 @@ def test_overflow_resynchronises(stack, log, how):
     d.until(lambda: len(f.positions()) == 2, timeout=3, what="the new file found")
     d.finish(w)
     assert_exactly_once(d.got, w.written)
+
+
+# -- 10. what the operator is told ----------------------------------------------------------------
+
+def test_each_change_of_the_file_is_one_log_line_saying_what_was_done(stack, log, caplog):
+    caplog.set_level(logging.INFO, logger="logmond.tail")
+    f = follow(stack, log, drain_grace=0)
+
+    def told(step: Callable[[], object]) -> list[str]:
+        """What the follower logs while `step` happens and it reads until it holds one file."""
+        caplog.clear()
+        step()  # the kernel has queued its events when the calls return
+
+        def settled() -> bool:  # a drained file closes on a read after the new file has data
+            f.read()
+            return len(f.positions()) == 1
+        wait_for(settled, 5, "the follower to hold one file")
+        return [r.getMessage() for r in caplog.records]
+
+    assert told(lambda: log.write_bytes(lines(0, 10))) == \
+        [f"{log} appeared (inode {log.stat().st_ino}): reading it from the start"]
+
+    def rotate() -> None:
+        os.rename(log, log.with_name("access.log.1"))
+        append(log.with_name("access.log.1"), lines(10, 20))  # the writer, before it reopens
+        log.write_bytes(lines(20, 30))
+    old_inode = log.stat().st_ino
+    assert told(rotate) == [f"{log} rotated: following the new file (inode {log.stat().st_ino}) from its start; "
+                            f"read {len(lines(10, 20))} B more from the old one (inode {old_inode})"]
+
+    assert told(lambda: os.truncate(log, 0)) == [f"{log} truncated to 0 B: reading it from the start"]
+
+    def rewrite() -> None:
+        append(log, lines(30, 40))
+        f.read()
+        with open(log, "r+b") as out:
+            out.truncate(0)
+            out.write(lines(100, 400))
+        os.read(f.fileno(), 1 << 20)  # the events lost: only the check's fingerprint sees it
+        f.check()
+    assert told(rewrite) == [f"{log} truncated and rewritten (now {units.size(len(lines(100, 400)))}, its first "
+                             f"bytes changed): reading it from the start"]
+
+    def recreate() -> None:
+        os.unlink(log)
+        log.write_bytes(lines(400, 410))
+    assert told(recreate) == [f"{log} re-created (inode {log.stat().st_ino}): reading it from the start"]
+
+    def away_and_back() -> None:
+        os.rename(log, log.with_name("access.log.tmp"))
+        f.read()
+        os.rename(log.with_name("access.log.tmp"), log)
+    assert told(away_and_back) == []
+
+
+def test_a_restart_says_what_changed_while_stopped(stack, log, caplog):
+    caplog.set_level(logging.INFO, logger="logmond.tail")
+    log.write_bytes(lines(0, 10))
+    first = follow(stack, log, from_start=True)
+    first.read()
+    saved = first.positions()
+    first.close()
+    os.unlink(log)
+    log.write_bytes(lines(10, 20))
+    follow(stack, log, resume=saved).read()
+    assert [r.getMessage() for r in caplog.records] == \
+        [f"{log} is a new file since the checkpoint (inode {log.stat().st_ino}): reading it from the start"]
 
 
 # -- checkpoint state -------------------------------------------------------------------------------
