@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.schema import iso_utc
-from shared.units import duration, latency, number, percentiles, size
+from shared.units import counted, duration, latency, number, percentiles, size, thousands
 
 # Columns a label takes in the key/value blocks of `status` and `stats`.
 LABEL_WIDTH = 10
@@ -35,10 +35,22 @@ def window_hits(status: dict[str, Any]) -> int:
     return round(status["rate"] * status["window"])
 
 
+def position(offset: int | None, total: int | None) -> str:
+    """How far logmond has read the file, in the words an operator asks it: done, or how far behind."""
+    if offset is None:
+        return "not there yet"
+    if total is None:
+        return f"at {size(offset)} (its size is unknown)"
+    if offset == total:
+        return f"read to the end ({size(total)})"
+    if offset > total:  # truncated under logmond, which has not read it since
+        return f"at {size(offset)}, past its end ({size(total)}): truncated, to be read again from the start"
+    return f"at {size(offset)} of {size(total)} ({size(total - offset)} behind)"
+
+
 def status_text(st: dict[str, Any], last: dict[str, Any] | None = None) -> str:
     """`logmonctl status`: the status reply, with 'now' taken from the last complete summary."""
     f, alert, proc = st["file"], st["alert"], st["process"]
-    where = "not there yet" if f["offset"] is None else f"at {size(f['offset'])} of {size(f['size'] or 0)}"
     clock = "no lines yet" if st["clock"] is None else iso_utc(st["clock"])
     over = ">" if st["rate"] > st["threshold"] else "<="
     if alert["active"]:
@@ -47,18 +59,21 @@ def status_text(st: dict[str, Any], last: dict[str, Any] | None = None) -> str:
     else:
         state = "quiet"
     return "\n".join([
-        _field("logmond", f"{st['version']}, pid {st['pid']}, up {duration(st['uptime'])}, {st['clients']} clients"),
-        _field("file", f"{f['path']} ({st['format'] or 'no known format fits it'}), {where}"),
+        _field("logmond", f"{st['version']}, pid {st['pid']}, up {duration(st['uptime'])}, "
+                          f"{counted(st['clients'], 'client')}"),
+        _field("file", f"{f['path']} ({st['format'] or 'no known format fits it'}), "
+                       f"{position(f['offset'], f['size'])}"),
         _field("log time", clock),
-        _field("lines", f"{st['lines']} read: {st['parsed']} parsed, {st['malformed']} malformed, {st['late']} late"),
+        _field("lines", f"{thousands(st['lines'])} read: {thousands(st['parsed'])} parsed, "
+                        f"{thousands(st['malformed'])} malformed, {thousands(st['late'])} late"),
         _field("now", "no complete interval yet" if last is None else
                f"{last['rate']:.2f} hits/s over the last {last['end'] - last['start']}s "
                f"(to {iso_utc(last['end'])})"),
-        _field("traffic", f"{st['rate']:.2f} hits/s over {st['window']}s ({window_hits(st)} hits) "
+        _field("traffic", f"{st['rate']:.2f} hits/s over {st['window']}s ({counted(window_hits(st), 'hit')}) "
                           f"{over} threshold {number(st['threshold'])}"),
         _field("alert", state),
         _field("process", f"RSS {size(proc['rss_bytes'])}, CPU {proc['cpu_percent']:.1f}%, "
-                          f"{proc['open_fds']} open fds"),
+                          f"{counted(proc['open_fds'], 'open fd')}"),
     ])
 
 

@@ -33,10 +33,20 @@ def duration(seconds: float) -> str:
     return f"{secs}s"
 
 
+def thousands(n: int) -> str:
+    """A count in full, grouped (1,234,567): where there is room, as in `status`, exact beats short."""
+    return f"{n:,}"
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """A count and its noun, which is singular for 1 only: 1 client, 2 clients, 1,500 lines."""
+    return f"{thousands(n)} {noun if n == 1 else plural or noun + 's'}"
+
+
 def count(n: int) -> str:
     """Exact up to 99,999, then three significant figures: a count that always fits a narrow field."""
     if n < 100_000:
-        return f"{n:,}"
+        return thousands(n)
     if n < 1_000_000:
         return f"{n / 1e3:.0f}k"
     return f"{n / 1e6:.1f}M" if n < 1_000_000_000 else f"{n / 1e9:.1f}G"

@@ -58,6 +58,10 @@ def test_number_size_duration():
     assert [units.duration(s) for s in (-1, 7, 245, 3725.5, 2 * 86400 + 3 * 3600 + 59)] == \
         ["0s", "7s", "4m05s", "1h02m", "2d03h"]
     assert render.percent(1, 3) == "33.3%" and render.percent(0, 0) == "-"
+    assert [units.thousands(n) for n in (0, 999, 1000, 12_345_678)] == ["0", "999", "1,000", "12,345,678"]
+    assert [units.counted(n, "client") for n in (0, 1, 2, 1500)] == ["0 clients", "1 client", "2 clients",
+                                                                     "1,500 clients"]
+    assert units.counted(1, "entry", "entries") == "1 entry" and units.counted(3, "entry", "entries") == "3 entries"
 
 
 def test_table_aligns_names_left_and_figures_right():
@@ -72,11 +76,11 @@ def test_status_text_firing_says_since_when_and_how_long():
     last = {"start": 1549574040, "end": 1549574050, "rate": 14.2}
     assert render.status_text(STATUS, last).splitlines() == [
         "logmond   0.1.0, pid 4242, up 1h02m, 2 clients",
-        "file      /var/log/access.log (csv), at 2.0 KiB of 4.0 KiB",
+        "file      /var/log/access.log (csv), at 2.0 KiB of 4.0 KiB (2.0 KiB behind)",
         "log time  2019-02-07T21:14:10Z",
-        "lines     1500 read: 1496 parsed, 3 malformed, 1 late",
+        "lines     1,500 read: 1,496 parsed, 3 malformed, 1 late",
         "now       14.20 hits/s over the last 10s (to 2019-02-07T21:14:10Z)",
-        "traffic   12.40 hits/s over 120s (1488 hits) > threshold 10",
+        "traffic   12.40 hits/s over 120s (1,488 hits) > threshold 10",
         "alert     FIRING since 2019-02-07T21:10:00Z (4m10s)",
         "process   RSS 34.1 MiB, CPU 1.2%, 12 open fds",
     ]
@@ -89,6 +93,34 @@ def test_status_text_before_any_line_and_any_file():
     assert lines[1:3] == ["file      /x.log (csv), not there yet", "log time  no lines yet"]
     assert lines[4:7] == ["now       no complete interval yet",
                           "traffic   0.00 hits/s over 120s (0 hits) <= threshold 10", "alert     quiet"]
+
+
+def test_status_text_groups_every_count_in_full_and_says_one_in_the_singular():
+    big = {**QUIET, "lines": 12_345_678, "parsed": 12_345_000, "malformed": 1_234, "late": 1_000_000,
+           "rate": 1 / 120, "clients": 1, "process": {**QUIET["process"], "open_fds": 1}}
+    lines = render.status_text(big).splitlines()
+    assert lines[0] == "logmond   0.1.0, pid 4242, up 1h02m, 1 client"
+    assert lines[3] == "lines     12,345,678 read: 12,345,000 parsed, 1,234 malformed, 1,000,000 late"
+    assert lines[5] == "traffic   0.01 hits/s over 120s (1 hit) <= threshold 10"
+    assert lines[7] == "process   RSS 34.1 MiB, CPU 1.2%, 1 open fd"
+    many = {**big, "rate": 12_000 / 120, "clients": 64, "process": {**big["process"], "open_fds": 1_024}}
+    lines = render.status_text(many).splitlines()
+    assert (lines[0].endswith(", 64 clients"), lines[5], lines[7].endswith(", 1,024 open fds")) == \
+        (True, "traffic   100.00 hits/s over 120s (12,000 hits) > threshold 10", True)
+
+
+def test_status_says_how_far_the_file_is_read():
+    kib = 1024
+    assert [render.position(offset, total) for offset, total in [
+        (None, None), (311_808, 311_808), (100 * kib, 311_808), (0, 0), (512, None), (4 * kib, 0),
+    ]] == [
+        "not there yet",
+        "read to the end (304.5 KiB)",
+        "at 100.0 KiB of 304.5 KiB (204.5 KiB behind)",
+        "read to the end (0 B)",
+        "at 512 B (its size is unknown)",
+        "at 4.0 KiB, past its end (0 B): truncated, to be read again from the start",
+    ]
 
 
 def test_check_line_is_the_nagios_format():
@@ -320,7 +352,7 @@ def test_status_and_check_without_alert_exit_0(logmond, short_tmp):
     assert (out.returncode, out.stderr) == (0, "")
     lines = out.stdout.splitlines()
     size = log.stat().st_size
-    assert lines[1] == f"file      {log} (csv), at {size} B of {size} B"
+    assert lines[1] == f"file      {log} (csv), read to the end ({size} B)"
     # Whether a 10 s block has completed yet depends on the wall clock: either form is right.
     assert re.fullmatch(r"now       (no complete interval yet|0\.[0-9]{2} hits/s over the last 10s \(to .*Z\))",
                         lines[4]), lines[4]
