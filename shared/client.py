@@ -8,20 +8,34 @@ from __future__ import annotations
 import itertools
 import socket
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
 import msgpack
 
 from shared import protocol as p
+from shared.paths import SERVICE_SOCKET, default_socket
 from shared.protocol import ApiError
 
 # Bytes asked of recv() at a time.
 READ_CHUNK = 64 * 1024
 
-START_HINT = "is logmond running? start it with `systemctl start logmond`"
-HUNG_HINT = "it may be hung; check `systemctl status logmond`"
+
+def start_hint(path: str, env: Mapping[str, str] | None = None, uid: int | None = None) -> str:
+    """What to do when no logmond answers on path. systemctl only helps for the service's own
+    socket; a socket named by hand was served by a logmond started by hand."""
+    if path == SERVICE_SOCKET:
+        return "is logmond running? start it with `systemctl start logmond`"
+    if path == default_socket(env, uid):
+        return (f"is logmond running? the service listens on {SERVICE_SOCKET} (give --socket or set "
+                f"LOGMOND_SOCKET), or start your own with `logmond --file LOG`")
+    return f"is a logmond running with --socket {path}?"
+
+
+def hung_hint(path: str) -> str:
+    """What to do when a logmond accepted but does not answer."""
+    return "it may be hung; check `systemctl status logmond`" if path == SERVICE_SOCKET else "it may be hung"
 
 
 class ClientError(Exception):
@@ -43,14 +57,16 @@ class ProtocolMismatch(ClientError):
 def connect_error(path: str, exc: OSError, timeout: float | None = None) -> ClientError:
     """The exception to raise for a failed connect() to path."""
     if isinstance(exc, FileNotFoundError):
-        return DaemonUnreachable(f"no logmond socket at {path}: {START_HINT}")
+        return DaemonUnreachable(f"no logmond socket at {path}: {start_hint(path)}")
     if isinstance(exc, ConnectionRefusedError):
-        return DaemonUnreachable(f"nothing listens on {path} (a stale socket from a stopped logmond?): {START_HINT}")
+        return DaemonUnreachable(f"nothing listens on {path} (a stale socket from a stopped logmond?): "
+                                 f"{start_hint(path)}")
     if isinstance(exc, PermissionError):
         return PermissionDenied(f"permission denied on {path}: run as root or as a member of the socket's group")
     if isinstance(exc, TimeoutError):
-        return DaemonUnreachable(f"logmond did not accept a connection on {path} within {timeout}s: {HUNG_HINT}")
-    return DaemonUnreachable(f"cannot connect to {path}: {exc.strerror or exc}: {START_HINT}")
+        return DaemonUnreachable(f"logmond did not accept a connection on {path} within {timeout}s: "
+                                 f"{hung_hint(path)}")
+    return DaemonUnreachable(f"cannot connect to {path}: {exc.strerror or exc}: {start_hint(path)}")
 
 
 class Client:
@@ -163,7 +179,7 @@ class Client:
         try:
             sock.sendall(p.encode(msg))
         except TimeoutError as exc:
-            raise DaemonUnreachable(f"logmond on {self.path} is not reading: {HUNG_HINT}") from exc
+            raise DaemonUnreachable(f"logmond on {self.path} is not reading: {hung_hint(self.path)}") from exc
         except OSError as exc:
             # The daemon may have said why before closing (busy, hello timeout): report that.
             late = self._last_words()
@@ -196,7 +212,8 @@ class Client:
                 data = sock.recv(READ_CHUNK)
             except TimeoutError as exc:
                 raise DaemonUnreachable(
-                    f"no answer from logmond on {self.path} within {sock.gettimeout()}s: {HUNG_HINT}") from exc
+                    f"no answer from logmond on {self.path} within {sock.gettimeout()}s: "
+                    f"{hung_hint(self.path)}") from exc
             except OSError as exc:
                 raise DaemonUnreachable(
                     f"lost the connection to logmond on {self.path}: {exc.strerror or exc}") from exc

@@ -5,6 +5,8 @@ import os
 from typing import Mapping
 
 SOCKET_NAME = "logmond.sock"
+# The system service's socket (systemd/logmond.service passes it), also root's default.
+SERVICE_SOCKET = f"/run/logmond/{SOCKET_NAME}"
 
 
 def socket_path(flag: str | None = None, env: Mapping[str, str] | None = None, uid: int | None = None) -> str:
@@ -16,10 +18,16 @@ def socket_path(flag: str | None = None, env: Mapping[str, str] | None = None, u
     if env.get("LOGMOND_SOCKET"):
         return env["LOGMOND_SOCKET"]
     if uid == 0:
-        return f"/run/logmond/{SOCKET_NAME}"
+        return SERVICE_SOCKET
     if env.get("XDG_RUNTIME_DIR"):
         return os.path.join(env["XDG_RUNTIME_DIR"], SOCKET_NAME)
     return f"/tmp/logmond-{uid}/{SOCKET_NAME}"
+
+
+def default_socket(env: Mapping[str, str] | None = None, uid: int | None = None) -> str:
+    """The socket this user gets when nothing names one: no --socket, no $LOGMOND_SOCKET."""
+    env = os.environ if env is None else env
+    return socket_path(None, {k: v for k, v in env.items() if k != "LOGMOND_SOCKET"}, uid)
 
 
 def state_dir(flag: str | None = None, env: Mapping[str, str] | None = None, uid: int | None = None) -> str:

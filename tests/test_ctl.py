@@ -412,10 +412,22 @@ def test_no_daemon_exits_3_naming_the_socket(short_tmp):
     commands = ("status", "stats", "alerts", "check")
     for command, out in zip(commands, ctls(*[(command, "--socket", missing) for command in commands])):
         assert out.returncode == 3, command
-        assert out.stderr == f"logmonctl: no logmond socket at {missing}: is logmond running? " \
-                             "start it with `systemctl start logmond`\n"
+        assert out.stderr == f"logmonctl: no logmond socket at {missing}: " \
+                             f"is a logmond running with --socket {missing}?\n"
     assert ctl("check", "--socket", missing).stdout == f"LOGMON UNKNOWN - no logmond socket at {missing}: " \
-                                                      "is logmond running? start it with `systemctl start logmond`\n"
+                                                      f"is a logmond running with --socket {missing}?\n"
+    # No --socket and no $LOGMOND_SOCKET: this user's default, and what to do about it.
+    env = {k: v for k, v in os.environ.items() if k != "LOGMOND_SOCKET"} | {"XDG_RUNTIME_DIR": str(short_tmp)}
+    default = subprocess.run([sys.executable, "-m", "logmonctl", "status"], capture_output=True, text=True,
+                             env=env, timeout=30)
+    if os.geteuid() == 0:
+        hint = "no logmond socket at /run/logmond/logmond.sock: is logmond running? start it with " \
+               "`systemctl start logmond`"
+    else:
+        hint = (f"no logmond socket at {short_tmp}/logmond.sock: is logmond running? the service listens on "
+                "/run/logmond/logmond.sock (give --socket or set LOGMOND_SOCKET), or start your own with "
+                "`logmond --file LOG`")
+    assert (default.returncode, default.stdout, default.stderr) == (3, "", f"logmonctl: {hint}\n")
     stale = str(short_tmp / "stale.sock")
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(stale)  # leaves a socket file nobody listens on

@@ -32,7 +32,8 @@ from logmond.core.settings import CoreConfig
 from logmond.ops import DaemonState, Ops, shutdown_allowed
 from logmond.server import AlreadyRunning, Server, peer_credentials
 from shared import protocol as p
-from shared.client import Client, DaemonUnreachable, PermissionDenied, ProtocolMismatch, connect_error
+from shared.client import Client, DaemonUnreachable, PermissionDenied, ProtocolMismatch, connect_error, start_hint
+from shared.paths import SERVICE_SOCKET
 from shared.protocol import ApiError
 
 WAIT = 5.0  # seconds any awaited condition may take before the test fails
@@ -720,8 +721,10 @@ def test_missing_directory_is_created_and_impossible_paths_raise_oserror(
 def test_client_errors_name_the_socket_and_what_to_do(sockdir: str, stack: ExitStack,
                                                       start: Callable[..., Running]) -> None:
     path = os.path.join(sockdir, "s")
-    with pytest.raises(DaemonUnreachable, match=f"no logmond socket at {path}.*systemctl start logmond"):
+    with pytest.raises(DaemonUnreachable) as missing:
         Client(path).connect()
+    # A socket named by hand: systemctl would start a logmond that listens elsewhere.
+    assert str(missing.value) == f"no logmond socket at {path}: is a logmond running with --socket {path}?"
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
         dead.bind(path)
@@ -732,16 +735,37 @@ def test_client_errors_name_the_socket_and_what_to_do(sockdir: str, stack: ExitS
     mute = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
     mute.bind(path)
     mute.listen()  # accepts into the backlog, never answers
-    with pytest.raises(DaemonUnreachable, match=f"no answer from logmond on {path} within 0.2s"):
+    with pytest.raises(DaemonUnreachable) as mute_error:
         Client(path, timeout=0.2).connect()
+    assert str(mute_error.value) == f"no answer from logmond on {path} within 0.2s: it may be hung"
     mute.close()
     os.unlink(path)
 
     error = connect_error(path, PermissionError(13, "Permission denied"))
     assert isinstance(error, PermissionDenied) and path in str(error)
+    service = connect_error(SERVICE_SOCKET, FileNotFoundError(2, "No such file or directory"))
+    assert str(service) == f"no logmond socket at {SERVICE_SOCKET}: is logmond running? start it with " \
+                           "`systemctl start logmond`"
+    assert str(connect_error(SERVICE_SOCKET, TimeoutError(), 5.0)) == \
+        f"logmond did not accept a connection on {SERVICE_SOCKET} within 5.0s: it may be hung; " \
+        "check `systemctl status logmond`"
 
     running = start(path)
     client = stack.enter_context(Client(path))
     running.close()
     with pytest.raises(DaemonUnreachable, match=path):
         client.call("ping")
+
+
+def test_only_the_services_socket_is_told_to_try_systemctl() -> None:
+    user = {"XDG_RUNTIME_DIR": "/run/user/1000"}
+    own = "/run/user/1000/logmond.sock"
+    systemctl = "is logmond running? start it with `systemctl start logmond`"
+    assert start_hint(SERVICE_SOCKET, {}, 0) == systemctl  # root's default
+    assert start_hint(SERVICE_SOCKET, {**user, "LOGMOND_SOCKET": SERVICE_SOCKET}, 1000) == systemctl
+    # A user's own default: the service listens elsewhere, which is what they need to hear.
+    assert start_hint(own, user, 1000) == start_hint(own, {**user, "LOGMOND_SOCKET": own}, 1000) == (
+        f"is logmond running? the service listens on {SERVICE_SOCKET} (give --socket or set LOGMOND_SOCKET), "
+        "or start your own with `logmond --file LOG`")
+    assert start_hint("/tmp/x/s.sock", user, 1000) == "is a logmond running with --socket /tmp/x/s.sock?"
+    assert start_hint("/tmp/logmond-1000/logmond.sock", {}, 1000).startswith("is logmond running? the service")
