@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from logmond import __version__
 from logmonctl import render
-from shared.cli import Parser, UsageError, quiet_broken_pipe
+from shared.cli import Parser, UsageError, quiet_broken_pipe, socket_help
 from shared.client import Client, ClientError
 from shared.paths import socket_path
 from shared.protocol import EVENT_ALERT, ApiError
@@ -116,13 +116,13 @@ def cmd_watch(args: argparse.Namespace, path: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="logmonctl", description="Query and watch a running logmond.",
-                epilog="exit status (status, check): 0 ok, 1 over 10 %% of recent lines malformed, 2 alert firing, "
+                epilog="exit status (status, check): 0 ok, 1 over 10 % of recent lines malformed, 2 alert firing, "
                        "3 daemon unreachable or no format fits the log; 64 bad usage")
     p.add_argument("--version", action="version", version=f"logmonctl {__version__}")
-    p.add_argument("--socket", metavar="PATH", help="logmond's socket (default: as logmond resolves it, see README)")
+    p.add_argument("--socket", metavar="PATH", help=socket_help())
     # Also accepted after the command; SUPPRESS keeps an absent one from hiding the global one.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help="logmond's socket")
+    common.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help=socket_help())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, handler: Handler, summary: str, aliases: Sequence[str] = ()) -> argparse.ArgumentParser:

@@ -8,8 +8,10 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NoReturn
+
+from shared.paths import socket_path
 
 
 class UsageError(Exception):
@@ -21,6 +23,14 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see --help)")
+
+
+def socket_help(env: Mapping[str, str] | None = None, uid: int | None = None) -> str:
+    """--socket's help text: the socket a command would use here and now, not a pointer to the
+    rules, so that `--help` answers "which socket?" by itself."""
+    env = os.environ if env is None else env
+    origin = "from $LOGMOND_SOCKET" if env.get("LOGMOND_SOCKET") else "$LOGMOND_SOCKET overrides it"
+    return f"logmond's socket (default: {socket_path(None, env, uid)}, {origin})".replace("%", "%%")
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import T0, Writer, csv_line, wait_for
 from logmonctl import cli, render
+from shared.cli import socket_help
 from shared.client import Client
 from shared.protocol import ApiError
 from shared.schema import alert_message
@@ -492,6 +493,26 @@ def test_bad_usage_exits_64_with_one_line(short_tmp):
         assert out.returncode == 64, args
         assert out.stderr.count("\n") == 1 and re.fullmatch(r"logmonctl: .+ \(see --help\)\n", out.stderr), out.stderr
     assert (version.returncode, version.stdout) == (0, "logmonctl 0.1.0\n")
+
+
+def test_help_names_the_socket_a_command_would_use(short_tmp):
+    env = {k: v for k, v in os.environ.items() if k != "LOGMOND_SOCKET"} | {"XDG_RUNTIME_DIR": str(short_tmp),
+                                                                              "COLUMNS": "200"}
+    default = "/run/logmond/logmond.sock" if os.geteuid() == 0 else f"{short_tmp}/logmond.sock"
+    chosen = f"{short_tmp}/100%.sock"
+
+    def help_line(*args: str, **extra: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "logmonctl", *args, "--help"], capture_output=True, text=True,
+                             env={**env, **extra}, timeout=30)
+        assert (out.returncode, out.stderr) == (0, "")
+        return " ".join(next(ln for ln in out.stdout.splitlines() if "--socket PATH " in ln).split())
+
+    assert help_line() == help_line("status") == \
+        f"--socket PATH logmond's socket (default: {default}, $LOGMOND_SOCKET overrides it)"
+    assert help_line("alerts", LOGMOND_SOCKET=chosen) == \
+        f"--socket PATH logmond's socket (default: {chosen}, from $LOGMOND_SOCKET)"
+    assert socket_help({}, 0) == "logmond's socket (default: /run/logmond/logmond.sock, $LOGMOND_SOCKET overrides it)"
+    assert socket_help({"LOGMOND_SOCKET": "/a%b"}, 1000) == "logmond's socket (default: /a%%b, from $LOGMOND_SOCKET)"
 
 
 def test_check_warns_when_a_tenth_is_malformed_and_is_unknown_when_no_format_fits(logmond, short_tmp):
