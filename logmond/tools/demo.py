@@ -7,10 +7,16 @@ the daemon and removes the directory; nothing is left running.
 
     python -m logmond.tools.demo                # the viewer (q quits)
     python -m logmond.tools.demo --no-viewer    # just the generator and logmond, until Ctrl-C
+
+Before the viewer takes the terminal it prints the socket and the logmonctl command that queries
+it from another terminal, and says so again once the demo has stopped, since the viewer's screen
+hides the first line.
 """
 from __future__ import annotations
 
 import ctypes
+import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -75,6 +81,26 @@ def _wait_until_answering(socket: str, daemon: subprocess.Popen, log: Path) -> N
     raise RuntimeError(f"logmond did not answer on {socket} within {START_TIMEOUT:.0f}s")
 
 
+def logmonctl_command() -> str:
+    """How to type logmonctl here: the script installed next to this Python (.venv/bin/logmonctl
+    after `make run`), relative to the working directory when it is below it."""
+    script = Path(sys.executable).with_name("logmonctl")
+    if not script.exists():
+        return f"{shlex.quote(sys.executable)} -m logmonctl"
+    relative = os.path.relpath(script)
+    return shlex.quote(str(script) if relative.startswith("..") else relative)
+
+
+def started_line(socket: str) -> str:
+    query = f"{logmonctl_command()} --socket {shlex.quote(socket)} status"
+    return f"demo: logmond serves {socket}; query it from another terminal with: {query}"
+
+
+def stopped_line(socket: str, work: Path) -> str:
+    query = f"{logmonctl_command()} --socket {shlex.quote(socket)} status"
+    return f"demo stopped: logmond on {socket} has exited and {work} is removed (while it ran: {query})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m logmond.tools.demo", description="Live demo: generator + logmond + viewer.")
     p.add_argument("--no-viewer", action="store_true", help="run generator and logmond until interrupted")
@@ -90,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="logmon-demo-", dir="/tmp"))
     log, socket, stderr = work / "access.log", str(work / "logmond.sock"), work / "logmond.stderr"
     children: list[subprocess.Popen] = []
+    announced = False
     try:
         children.append(_spawn([sys.executable, "-m", "logmond.tools.loggen", "--live", "--format", args.format,
                                 "--rate", str(RATE), "--surge", SURGE, "--period", str(PERIOD),
@@ -98,8 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "--state-dir", str(work / "state"), "--format", args.format], stderr)
         children.append(daemon)
         _wait_until_answering(socket, daemon, stderr)
+        print(started_line(socket), flush=True)
+        announced = True
         if args.no_viewer:
-            print(f"demo running in {work}: logmonctl --socket {socket} status", flush=True)
             while all(c.poll() is None for c in children):
                 time.sleep(0.5)
             return 1
@@ -114,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for child in reversed(children):
             _stop(child)
         shutil.rmtree(work, ignore_errors=True)
+        if announced:
+            print(stopped_line(socket, work), flush=True)
 
 
 if __name__ == "__main__":
