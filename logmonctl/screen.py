@@ -27,8 +27,11 @@ COLORS = {
 # Without colours, attributes alone tell the styles apart.
 MONO = {"normal": 0, "title": curses.A_REVERSE, "head": curses.A_BOLD, "alert": curses.A_REVERSE | curses.A_BOLD,
         "ok": 0, "warn": curses.A_BOLD, "dim": curses.A_DIM, "bar": 0, "threshold": curses.A_BOLD}
+# Milliseconds curses waits after Esc for the rest of an escape sequence: Esc clears the filter,
+# and its default second would feel like a hang; a terminal sends a sequence's bytes together.
+ESC_DELAY_MS = 25
 # The layout's glyphs for terminals whose locale cannot encode them.
-ASCII = str.maketrans("▁▂▃▄▅▆▇█─│┤…·–", "...:::##-|+.*-")
+ASCII = str.maketrans("▁▂▃▄▅▆▇█─│┤└▼▏…·–", "...:::##-|++v|.*-")
 
 
 class Screen:
@@ -97,6 +100,7 @@ def opened() -> Iterator[Screen]:
         curses.cbreak()
         window.keypad(True)
         window.nodelay(True)
+        curses.set_escdelay(ESC_DELAY_MS)
         try:
             curses.curs_set(0)
         except curses.error:

@@ -7,6 +7,7 @@ receive() folds pushes, on_key() folds keys, layout() draws; screen.py is the cu
 """
 from __future__ import annotations
 
+import curses
 import os
 import select
 import signal
@@ -20,8 +21,8 @@ from typing import Any, NamedTuple
 
 from logmonctl import screen
 from logmonctl.cli import EXIT_USAGE
-from logmonctl.layout import SORTS, TABLES, View, layout
-from shared.cli import Parser, UsageError
+from logmonctl.layout import FILTER_MAX, RATE_SPAN, SORTS, TABLES, View, layout
+from shared.cli import Parser, UsageError, socket_help
 from shared.client import Client, ClientError
 from shared import paths
 from shared.protocol import EVENT_ALERT, EVENT_SNAPSHOT, ApiError
@@ -35,6 +36,10 @@ CONNECT_TIMEOUT = 2.0
 STALL = 5.0
 # Bytes drained from the wake pipe per read.
 WAKE_READ = 4096
+# Key codes curses gives for Esc, Enter and Backspace (terminals differ on the last two).
+ESC = 27
+ENTER = (10, 13, curses.KEY_ENTER)
+BACKSPACE = (8, 127, curses.KEY_BACKSPACE)
 EXIT_OK = 0
 EXIT_NO_TTY = 1
 EXIT_TERM = 128 + signal.SIGTERM
@@ -42,12 +47,14 @@ CLIENT_NAME = "logmonctl watch"
 
 
 class Feed(NamedTuple):
-    """The View fields the feed thread owns (see layout.View)."""
+    """The View fields the feed thread owns (see layout.View), and what lines_per_s is made of."""
 
     data: dict[str, Any] | None = None
     seq: int | None = None
     lines_per_s: float | None = None
     problem: str = ""
+    # (pid, uptime, lines) of the snapshots of the last RATE_SPAN seconds, oldest first.
+    samples: tuple[tuple[int, float, int], ...] = ()
 
 
 class Terminated(Exception):
@@ -60,19 +67,23 @@ def receive(feed: Feed, push: dict[str, Any]) -> Feed:
     """The feed after one push: a snapshot replaces the data; an alert is merged in at once."""
     if push.get("event") == EVENT_SNAPSHOT:
         data = push["data"]
-        rate = None if feed.data is None else lines_rate(feed.data["status"], data["status"])
-        return Feed(data, push["seq"], feed.lines_per_s if rate is None else rate)
+        st = data["status"]
+        samples = (*(s for s in feed.samples if s[0] == st["pid"] and st["uptime"] - s[1] <= RATE_SPAN),
+                   (st["pid"], st["uptime"], st["lines"]))
+        rate = lines_rate(samples)
+        return Feed(data, push["seq"], feed.lines_per_s if rate is None else rate, "", samples)
     if push.get("event") == EVENT_ALERT and feed.data is not None:
         return feed._replace(data=with_alert(feed.data, push))
     return feed
 
 
-def lines_rate(before: dict[str, Any], after: dict[str, Any]) -> float | None:
-    """Lines read per second between two status replies of the same daemon process."""
-    elapsed = after["uptime"] - before["uptime"]
-    if after["pid"] != before["pid"] or elapsed <= 0:
+def lines_rate(samples: tuple[tuple[int, float, int], ...]) -> float | None:
+    """Lines read per second from the oldest to the newest (pid, uptime, lines) sample of one
+    daemon process: an average over up to RATE_SPAN seconds, steady while the log is."""
+    (_, start, first), (_, end, last) = samples[0], samples[-1]
+    if end - start <= 0:
         return None
-    return max(0, after["lines"] - before["lines"]) / elapsed
+    return max(0, last - first) / (end - start)
 
 
 def with_alert(data: dict[str, Any], push: dict[str, Any]) -> dict[str, Any]:
@@ -83,11 +94,22 @@ def with_alert(data: dict[str, Any], push: dict[str, Any]) -> dict[str, Any]:
     firing = event["type"] == ALERT
     alert = {"active": firing, "since": event["at"] if firing else None,
              "hits": event["hits"] if firing else None, "rate": event["rate"] if firing else None}
-    return {**data, "status": {**data["status"], "alert": alert}, "alerts": [*data["alerts"], event]}
+    # The rate of the second that decided the alert, so that the banner agrees with its state.
+    return {**data, "status": {**data["status"], "alert": alert, "rate": event["rate"]},
+            "alerts": [*data["alerts"], event]}
 
 
 def on_key(view: View, key: int) -> View | None:
-    """The view after a key; None to quit. Other keys (KEY_RESIZE too) change nothing."""
+    """The view after a key; None to quit. Other keys (KEY_RESIZE too) change nothing.
+
+    While a filter is typed (after `/`), keys go to it: Enter keeps it, Esc clears it.
+    """
+    if view.editing:
+        return on_filter_key(view, key)
+    if key == ord("/"):
+        return replace(view, editing=True)
+    if key == ESC:
+        return replace(view, filter="")
     if key in (ord("q"), ord("Q")):
         return None
     if key == ord("p"):
@@ -96,8 +118,21 @@ def on_key(view: View, key: int) -> View | None:
         return replace(view, sort=SORTS[(SORTS.index(view.sort) + 1) % len(SORTS)])
     if key == ord("t"):
         return replace(view, table=TABLES[(TABLES.index(view.table) + 1) % len(TABLES)])
-    if key == ord("?"):
+    if key in (ord("?"), ord("h")):
         return replace(view, help=not view.help)
+    return view
+
+
+def on_filter_key(view: View, key: int) -> View:
+    """A key typed into the sections filter."""
+    if key == ESC:
+        return replace(view, filter="", editing=False)
+    if key in ENTER:
+        return replace(view, editing=False)
+    if key in BACKSPACE:
+        return replace(view, filter=view.filter[:-1])
+    if 32 <= key < 127 and len(view.filter) < FILTER_MAX:
+        return replace(view, filter=view.filter + chr(key))
     return view
 
 
@@ -203,7 +238,7 @@ def loop(scr: screen.Screen, view: View, mailbox: Mailbox, wake_fd: int) -> int:
                 return EXIT_OK
             view = keyed
         if not view.paused and (feed := mailbox.take()) is not None:
-            view = replace(view, **feed._asdict())
+            view = replace(view, data=feed.data, seq=feed.seq, lines_per_s=feed.lines_per_s, problem=feed.problem)
 
 
 def drain(fd: int) -> bytes:
@@ -239,7 +274,7 @@ def signals(wake_fd: int) -> Iterator[None]:
 
 def main() -> int:
     parser = Parser(prog="python -m logmonctl.watch", description="The live view of logmond.")
-    parser.add_argument("--socket", metavar="PATH", help="logmond's socket (default: see README)")
+    parser.add_argument("--socket", metavar="PATH", help=socket_help())
     try:
         args = parser.parse_args()
     except UsageError as exc:

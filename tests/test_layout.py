@@ -9,8 +9,9 @@ from conftest import T0, csv_line
 from logmond.core import replies
 from logmonctl import render
 from logmond.core.monitor import CoreConfig, Monitor
-from logmonctl.layout import (CHART_MIN_ROWS, EIGHTHS, LABEL_WIDTH, MIN_HEIGHT, MIN_WIDTH, STYLES, THRESHOLD_GLYPH, View,
-                              chart, layout)
+from logmonctl.layout import (AXIS_CORNER, CHART_MIN_ROWS, EIGHTHS, FIXED_ROWS, LABEL_WIDTH, MIN_HEIGHT, MIN_WIDTH,
+                              STYLES, THRESHOLD_GLYPH, View, allocate, chart, clock, columns, counts, fields, layout,
+                              section_rows, table_header, table_title, TABLE_MIN_WIDTH)
 from logmonctl.screen import ASCII, COLORS, MONO
 from shared.schema import alert_message
 
@@ -84,11 +85,11 @@ def test_a_long_path_keeps_its_file_name():
 def test_sections_show_hits_shares_and_error_shares():
     lines = screen(view(), 80, 24)
     head = row(lines, "  section")
-    assert head.split() == ["section", "hits", "share", "4xx", "5xx"]
+    assert head.split() == ["section", "hits▼", "share", "4xx", "5xx", "share", "of", "hits"], "the bar has a header"
     assert row(lines, "  /report").split()[:5] == ["/report", "4", "50.0%", "100.0%", "0.0%"]
     assert row(lines, "  /api").split()[:5] == ["/api", "2", "25.0%", "0.0%", "50.0%"]
-    assert row(lines, "status classes").split() == ["status", "classes", "2xx", "3", "(37.5%)", "4xx", "4", "(50.0%)",
-                                                    "5xx", "1", "(12.5%)"]
+    assert row(lines, "Status classes").split() == ["Status", "classes", "1xx", "0", "2xx", "3", "(37.5%)", "3xx", "0",
+                                                    "4xx", "4", "(50.0%)", "5xx", "1", "(12.5%)"]
 
 
 @pytest.mark.parametrize("sort,order", [("hits", ["/report", "/api", "/blog"]), ("5xx", ["/api", "/report", "/blog"]),
@@ -126,31 +127,32 @@ def test_the_alert_history_has_the_exact_messages():
 
 
 def test_the_chart_has_its_height_and_the_threshold_where_bars_are_below_it():
-    rows = chart([0, 0, 5, 10, 20], threshold=8, width=50, height=6)
-    assert len(rows) == 6 and all(len(text(r)) == LABEL_WIDTH + 50 for r in rows)
-    # Scale 0..24 over 6 rows of 4: the threshold 8 is on the third row from the bottom.
-    mark = text(rows[3])[LABEL_WIDTH:]
-    assert mark == THRESHOLD_GLYPH * 30 + "▄" * 10 + "█" * 10, "the line where bars stay below it, bars elsewhere"
-    assert [s for t, s in rows[3] if THRESHOLD_GLYPH in t] == ["threshold"]
-    assert all(THRESHOLD_GLYPH not in text(r) for i, r in enumerate(rows) if i != 3)
-    assert text(rows[0]).startswith("     24 ┤") and text(rows[3]).startswith("      8 ┤")
-    assert text(rows[-1])[LABEL_WIDTH:] == " " * 20 + "█" * 30
+    rows = chart([0, 0, 5, 10, 20], threshold=8, end=T0 + 5, width=50, height=6)
+    assert len(rows) == 7 and all(len(text(r)) == LABEL_WIDTH + 50 for r in rows), "6 rows and the time axis"
+    # Scale 0..25 (20 with headroom, rounded up) over 6 rows of 4.17: the threshold 8 is in the
+    # second row from the bottom, [4.17, 8.33).
+    mark = text(rows[4])[LABEL_WIDTH:]
+    assert mark == THRESHOLD_GLYPH * 20 + "▂" * 10 + "█" * 20, "the line where a bar leaves the cell empty"
+    assert [s for t, s in rows[4] if THRESHOLD_GLYPH in t] == ["threshold"]
+    assert all(THRESHOLD_GLYPH not in text(r) for i, r in enumerate(rows[:6]) if i != 4)
+    assert text(rows[0]).startswith("     25 ┤") and text(rows[4]).startswith("      8 ┤")
+    assert text(rows[5]).startswith("      0 ┤") and text(rows[5])[LABEL_WIDTH:] == " " * 20 + "█" * 30
 
 
 def test_the_chart_squeezes_many_seconds_and_stays_in_its_area():
-    rows = chart(list(range(120)), threshold=200, width=50, height=4)
-    assert len(rows) == 4 and max(len(text(r)) for r in rows) <= LABEL_WIDTH + 50
+    rows = chart(list(range(120)), threshold=200, end=T0, width=50, height=4)
+    assert len(rows) == 5 and max(len(text(r)) for r in rows) <= LABEL_WIDTH + 50
     for width, height in SIZES:
         lines = screen(view(), width, height)
         top = next(i for i, line in enumerate(lines) if line.startswith("Hits/s"))
-        bottom = next(i for i, line in enumerate(lines) if line.startswith("Top sections"))
-        assert bottom - top - 1 >= CHART_MIN_ROWS
-        assert all(line[LABEL_WIDTH - 1] in "┤│" for line in lines[top + 1:bottom])
+        axis = next(i for i, line in enumerate(lines) if line[LABEL_WIDTH - 1:LABEL_WIDTH] == AXIS_CORNER)
+        assert axis - top - 1 >= CHART_MIN_ROWS
+        assert all(line[LABEL_WIDTH - 1] in "┤│" for line in lines[top + 1:axis])
 
 
 def test_help_overlay():
     lines = screen(view(help=True))
-    assert any("p  pause / resume the display" in line for line in lines)
+    assert any("p      pause / resume the display" in line for line in lines)
     assert lines[-1].startswith(" q quit")
     assert not any("pause / resume" in line for line in screen(view()))
 
@@ -197,3 +199,170 @@ def test_a_threshold_reads_the_same_in_the_viewer_as_in_status():
     assert any("threshold 10.5/s" in line for line in screen), screen
     assert not any("threshold 10/s" in line for line in screen)
     assert "threshold 10.5" in render.status_text(data["status"])
+
+
+# -- issue 9's defects, one test each ------------------------------------------------------------
+
+def alerts(n: int) -> list[dict]:
+    """n alternating alert and recovery events, a minute apart."""
+    return [{"id": i + 1, "type": "alert" if i % 2 == 0 else "recover", "at": T0 + 60 * i, "hits": 1200 + i,
+             "rate": 10.0 + i / 100, "threshold": 10.0, "window": 120} for i in range(n)]
+
+
+@pytest.mark.parametrize("width,height", [(80, 24), (100, 30), (120, 40), (200, 50)])
+def test_1_the_alert_history_shows_whole_messages_newest_last(width, height):
+    data = {**traffic(), "alerts": alerts(20)}
+    lines = screen(view(data=data), width, height)
+    start = next(i for i, line in enumerate(lines) if line.startswith("Alerts (20 recent"))
+    history = " ".join(line.strip() for line in lines[start + 1:-1] if line.strip())
+    shown = [alert_message(e) for e in data["alerts"] if alert_message(e) in history]
+    assert shown and history == " ".join(shown), "only whole messages"
+    assert shown == [alert_message(e) for e in data["alerts"][-len(shown):]], "the newest ones, newest last"
+
+
+def test_2_the_banner_rate_is_the_rate_the_alert_state_was_decided_on():
+    # An alert push, merged into the last snapshot (watch.with_alert), brings its own rate.
+    data = traffic(quiet_after=True)
+    fired = {**alerts(1)[0], "rate": 10.18}
+    data["status"] = {**data["status"], "rate": 10.18, "alert": {"active": True, "since": fired["at"],
+                                                                  "hits": fired["hits"], "rate": 10.18}}
+    banner = screen(view(data=data))[2]
+    assert banner.startswith(" ALERT") and "now 10.18/s" in banner
+
+
+def test_3_the_y_axis_starts_at_0_and_traffic_under_the_threshold_is_drawn():
+    rows = chart([1, 2, 1, 2, 3, 1, 2, 1, 2, 1], threshold=10, end=T0, width=60, height=6)
+    plot = [text(r)[LABEL_WIDTH:] for r in rows[:6]]
+    assert text(rows[5]).startswith("      0 ┤"), "the bottom row is 0, not the threshold"
+    assert set(plot[5]) <= set(EIGHTHS[1:]), "every second under the threshold has its bar on the bottom row"
+    # Scale 0..20 over 6 rows: 10 is in the fourth row from the bottom, [10, 13.3).
+    assert text(rows[2]).startswith("     10 ┤") and plot[2] == THRESHOLD_GLYPH * 60
+    lines = screen(view(), 80, 24)
+    top = next(i for i, line in enumerate(lines) if line.startswith("Hits/s"))
+    assert lines[top + CHART_MIN_ROWS][LABEL_WIDTH - 1] in "┤│", "at least 6 rows at 80x24"
+
+
+@pytest.mark.parametrize("width,height", SIZES + [(100, 30)])
+def test_4_the_chart_fills_its_width_with_time_ticks(width, height):
+    data = traffic()
+    lines = screen(view(data=data), width, height)
+    axis = next(line for line in lines if line[LABEL_WIDTH - 1:LABEL_WIDTH] == AXIS_CORNER)
+    plot = width - LABEL_WIDTH
+    assert len(columns(data["seconds"], plot)) == plot, "every column right of the axis is plotted"
+    end, span = data["window_end"], len(data["seconds"])
+    assert axis[LABEL_WIDTH:].startswith(clock(end - span)) and axis.endswith(clock(end - 1)), "both ends"
+    assert len([t for t in axis.split("─") if t.strip() not in ("", AXIS_CORNER)]) >= 3, "and the middle"
+    per = f"{span / plot:.2f}".rstrip("0").rstrip(".")
+    assert f"{per} s per column" in row(lines, "Hits/s")
+    # More seconds than columns and fewer: each column the mean hits/s of its share of the seconds.
+    assert columns([3, 6], 4) == [3.0, 3.0, 6.0, 6.0] and columns([1, 2, 3], 2) == pytest.approx([4 / 3, 8 / 3])
+
+
+def test_5_no_field_of_the_counts_line_is_ever_cut():
+    data = traffic()
+    data["status"] = {**data["status"], "lines": 123_456_789, "parsed": 123_000_000, "malformed": 456_789,
+                      "late": 12_345}
+    whole = text(counts(view(data=data, lines_per_s=12345.0), data["status"], 500))
+    parts = ["lines 123.5M", "(12,345/s)", "parsed 123.0M", "malformed 457k", "late 12,345", "rss 25.0 MiB", "cpu 3.5%"]
+    assert [p for p in parts if p in whole] == parts
+    for width in range(10, 90):
+        line = text(counts(view(data=data, lines_per_s=12345.0), data["status"], width))
+        assert len(line) <= width
+        words = line.replace("│", " ").split()
+        assert " ".join(words) == " ".join(w for p in parts if p in line for w in p.split()), (width, line)
+        assert "lines 123.5M" in line or width < 13, "the most needed field stays longest"
+    assert fields([(0, [("aaa", "normal")]), (1, [(" bbb", "normal")]), (2, [(" cc", "normal")])], 7) == \
+        [("aaa bbb", "normal")]
+
+
+def test_6_an_empty_interval_says_no_hits_under_its_title():
+    data = traffic(quiet_after=True)
+    assert data["interval"]["hits"] == 0
+    lines = screen(view(data=data))
+    assert ": 0 hits" in row(lines, "Top sections") and "  no hits" in lines
+    assert not any("no complete summary" in line for line in lines)
+    assert "  no complete summary yet" in screen(view(data={**data, "interval": None}))
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_7_the_status_classes_line_always_shows_all_five(quiet):
+    for width in (80, 200):
+        line = row(screen(view(data=traffic(quiet_after=quiet)), width, 24 if width == 80 else 50), "Status classes")
+        assert [w for w in line.split() if w.endswith("xx")] == ["1xx", "2xx", "3xx", "4xx", "5xx"]
+
+
+def test_8_error_shares_are_coloured_by_thresholds_explained_in_the_help():
+    summary = {"hits": 1000, "sections": [[f"/s{i}", 100] for i in range(6)],
+               "errors": {"/s0": {"4xx": 0.0, "5xx": 0.005}, "/s1": {"4xx": 0.0, "5xx": 0.023},
+                          "/s2": {"4xx": 0.0, "5xx": 0.06}, "/s3": {"4xx": 0.05, "5xx": 0.0},
+                          "/s4": {"4xx": 0.12, "5xx": 0.0}, "/s5": {"4xx": 0.3, "5xx": 0.0}}}
+    rows = {text(line).split()[0]: line for line in section_rows(summary, "name", "", 80)}
+
+    def style_of(name: str, share: str) -> str:
+        """The style of the cell showing `share` (its last character)."""
+        cells = [style for t, style in rows[name] for _ in t]
+        return cells[text(rows[name]).index(f" {share}") + len(share)]
+
+    assert [style_of(n, s) for n, s in (("/s0", "0.5%"), ("/s1", "2.3%"), ("/s2", "6.0%"))] == ["normal", "warn", "alert"]
+    assert [style_of(n, s) for n, s in (("/s3", "5.0%"), ("/s4", "12.0%"), ("/s5", "30.0%"))] == ["normal", "warn",
+                                                                                                  "alert"]
+    help_lines = layout(view(help=True), 80, 24)
+    legend = {style for line in help_lines for _, style in line}
+    used = {style for v in (view(), view(data=traffic(quiet_after=True))) for line in layout(v, 200, 50)
+            for _, style in line}
+    assert used - {"normal", "title", "head"} <= legend, "every colour on the screen is in the legend"
+    assert any("5xx >= 5%" in text(line) and "4xx >= 25%" in text(line) for line in help_lines)
+
+
+def test_10_a_big_terminal_fills_with_more_panels():
+    lines = screen(view(), 200, 50)
+    assert any("Status codes" in line for line in lines) and any("Top hosts (2 distinct)" in line for line in lines)
+    assert any("Sections by 5xx" in line for line in lines)
+    assert sum(1 for line in lines if not line.strip()) < 3
+    codes = next(line for line in lines if "Status codes" in line)
+    assert "Status codes" not in "".join(screen(view(), 80, 24)), "80x24 keeps the core set"
+    assert codes.index("Status codes") > 64
+    assert any(line.split()[-3:] == ["404", "4", "50.0%"] or "404          4  50.0%" in line for line in lines)
+
+
+def test_latency_and_vhosts_panels_only_when_the_log_has_them():
+    data = traffic()
+    plain = screen(view(data=data), 200, 50)
+    assert not any("Latency" in line or "Top vhosts" in line for line in plain)
+    timed = {"count": 8, "p50": 0.012, "p90": 0.2, "p99": 1.5, "max": 2.0}
+    data["interval"] = {**data["interval"], "latency": timed, "section_latency": {"/api": timed},
+                        "vhosts": [["shop.example", 6], ["blog.example", 2]]}
+    lines = screen(view(data=data), 200, 50)
+    assert any("Latency" in line for line in lines) and any("Top vhosts" in line for line in lines)
+    assert any("(all)" in line and "12.0 ms" in line and "1.50 s" in line for line in lines)
+    assert any("shop.example" in line and "75.0%" in line for line in lines)
+
+
+def test_the_filter_shows_only_matching_sections_and_the_sort_column_is_marked():
+    lines = screen(view(filter="rep"))
+    assert [line.split()[0] for line in lines if line.startswith("  /")] == ["/report"]
+    assert "filter 'rep'" in row(lines, "Top sections")
+    assert "  no section matches 'zzz'" in screen(view(filter="zzz"))
+    editing = screen(view(filter="ap", editing=True))
+    assert editing[-1].startswith(" filter sections: ap") and "Esc clear" in editing[-1]
+    for sort, mark in (("hits", "hits▼"), ("5xx", "5xx▼"), ("name", "section▼")):
+        assert mark in row(screen(view(sort=sort)), "  section")
+
+
+@pytest.mark.parametrize("rows", range(MIN_HEIGHT - 1, 60))
+@pytest.mark.parametrize("need", [3, 5, 12, 30])
+@pytest.mark.parametrize("history", [[], [1], [2, 2, 2], [3] * 20])
+def test_allocate_shares_out_every_row(rows, need, history):
+    share = allocate(rows, need, history)
+    assert FIXED_ROWS + share.chart + share.panels + share.history == rows
+    assert share.chart >= CHART_MIN_ROWS and 1 <= share.history and min(need, 5) <= share.panels <= need
+    assert share.history == 1 or share.history in {sum(history[-k:]) for k in range(1, len(history) + 1)}
+
+
+@pytest.mark.parametrize("width", range(TABLE_MIN_WIDTH, 201, 3))
+def test_no_header_is_cut_at_any_width(width):
+    head = text(table_header("hits", width)).split()
+    assert head[:5] == ["section", "hits▼", "share", "4xx", "5xx"]
+    assert " ".join(head[5:]) in ("share of hits", "share", "bar", "")
+    title = text(table_title(traffic()["interval"], view(), width))
+    assert title.endswith(("8 hits, 4.00/s", "8 hits", "(2s)", "21:10:20Z")), title

@@ -23,7 +23,7 @@ import pyte
 import pytest
 
 from conftest import csv_line, wait_for
-from logmonctl.layout import View
+from logmonctl.layout import AXIS_CORNER, LABEL_WIDTH, View
 from logmonctl.watch import Feed, Mailbox, lines_rate, on_key, receive, with_alert
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,16 +58,29 @@ def test_snapshots_replace_the_data_and_give_lines_per_second():
     feed = receive(feed, snapshot(2, uptime=12.0, lines=150))
     assert (feed.seq, feed.lines_per_s) == (2, 25.0)
     assert receive(feed, snapshot(3, pid=8, uptime=1.0, lines=0)).lines_per_s == 25.0, "a new daemon: keep the last"
-    assert lines_rate(status(uptime=5), status(uptime=5)) is None
+    assert lines_rate(((7, 5.0, 1), (7, 5.0, 9))) is None
+
+
+def test_9_lines_per_second_is_a_steady_average_over_ten_seconds():
+    # A steady 4 lines/s that the daemon reads in uneven gulps (1, 7, 1, 7 … per snapshot).
+    feed, lines, rates = Feed(), 0, []
+    for second in range(1, 41):
+        lines += 1 if second % 2 else 7
+        feed = receive(feed, snapshot(second, uptime=float(second), lines=lines))
+        rates.append(feed.lines_per_s)
+    assert all(3.9 <= r <= 4.4 for r in rates[10:]), rates
+    assert max(rates[1:]) - min(rates[1:]) > 1, "the first seconds have less to average"
 
 
 def test_an_alert_push_switches_the_banner_at_once_and_only_once():
     feed = receive(receive(Feed(), snapshot(1)), ALERT_PUSH)
     assert feed.data["status"]["alert"] == {"active": True, "since": 1000, "hits": 22, "rate": 2.2}
+    assert feed.data["status"]["rate"] == 2.2, "the banner's rate is the one the alert was decided on"
     assert feed.data["alerts"] == [{k: v for k, v in ALERT_PUSH.items() if k != "event"}]
     assert with_alert(feed.data, ALERT_PUSH) is feed.data, "the snapshot already has it"
     recovered = with_alert(feed.data, {**ALERT_PUSH, "id": 2, "type": "recover", "at": 1030, "hits": 3})
     assert recovered["status"]["alert"]["active"] is False and len(recovered["alerts"]) == 2
+    assert recovered["status"]["rate"] == 2.2
     assert receive(Feed(), ALERT_PUSH) == Feed(), "nothing to merge into before the first snapshot"
 
 
@@ -77,8 +90,22 @@ def test_keys():
     assert on_key(view, ord("p")).paused and not on_key(on_key(view, ord("p")), ord("p")).paused
     sorts = [view := on_key(view, ord("s")) for _ in range(3)]
     assert [v.sort for v in sorts] == ["5xx", "name", "hits"]
-    assert on_key(view, ord("t")).table == "timeframe" and on_key(view, ord("?")).help
+    assert on_key(view, ord("t")).table == "timeframe" and on_key(view, ord("?")).help and on_key(view, ord("h")).help
     assert on_key(view, curses.KEY_RESIZE) == view
+
+
+def test_filter_keys():
+    view = on_key(View(socket="s"), ord("/"))
+    assert view.editing
+    for key in b"apq":
+        view = on_key(view, key)
+    assert (view.filter, view.editing) == ("apq", True), "q is typed, not quit"
+    view = on_key(on_key(view, 127), 10)
+    assert (view.filter, view.editing) == ("ap", False)
+    assert on_key(view, ord("q")) is None
+    assert on_key(view, 27).filter == "", "Esc clears a kept filter"
+    typing = on_key(on_key(View(socket="s"), ord("/")), ord("x"))
+    assert on_key(typing, 27) == View(socket="s"), "Esc while typing clears and stops"
 
 
 def test_the_mailbox_keeps_the_newest_and_wakes_the_reader():
@@ -310,6 +337,52 @@ def test_resizes_redraw_and_a_small_terminal_recovers(busy, term):
     assert t.exit_code() == 128 + signal.SIGTERM and t.restored()
 
 
+CLOCK = re.compile(r"\d\d:\d\d:\d\d")
+
+
+def check_screen(t: Term, cols: int, rows: int) -> None:
+    """What issue 9 asks of every size, on the screen a person sees."""
+    t.wait(lambda s: whole_dashboard(s, cols, rows) and "High traffic generated an alert - hits =" in s,
+           f"the whole dashboard with the alert at {cols}x{rows}")
+    lines = t.lines()
+    chart = [line for line in lines if len(line) > LABEL_WIDTH and line[LABEL_WIDTH - 1] in "┤│"]
+    axis = next(line for line in lines if line[LABEL_WIDTH - 1:LABEL_WIDTH] == AXIS_CORNER)
+    plotted = sum(1 for x in range(LABEL_WIDTH, cols) if any(line[x] != " " for line in chart))
+    assert len(chart) >= 6 and plotted >= 0.9 * (cols - LABEL_WIDTH), (plotted, cols)
+    assert len(CLOCK.findall(axis)) >= 3 and axis.rstrip().endswith(CLOCK.findall(axis)[-1]), axis
+    classes = next(line for line in lines if line.startswith("Status classes"))
+    assert [w for w in classes.split() if w.endswith("xx")] == ["1xx", "2xx", "3xx", "4xx", "5xx"]
+    assert not any(line.rstrip().endswith("…") for line in lines)
+
+
+def test_every_size_and_every_resize_between_them(busy, term):
+    t = term(busy.socket, 80, 24)
+    for cols, rows in ((80, 24), (100, 30), (120, 40), (200, 50), (80, 24)):
+        t.resize(cols, rows)
+        check_screen(t, cols, rows)
+        text = t.text()
+        assert ("Status codes" in text) == (cols > 80), "more panels where there is room"
+    t.resize(200, 50)
+    check_screen(t, 200, 50)
+    t.wait(lambda s: "Status codes" in s and "Top hosts" in s, "the codes and hosts panels at 200x50")
+    assert sum(1 for line in t.lines() if not line.strip()) < 3, t.text()
+    t.send(b"q")
+    assert t.exit_code() == 0 and t.restored()
+
+
+def test_slash_filters_the_sections(busy, term):
+    t = term(busy.socket, 80, 24)
+    t.wait(lambda s: "  /api" in s and "  /report" in s, "both sections")
+    t.send(b"/rep")
+    t.shows("filter sections: rep")
+    t.send(b"\r")
+    t.wait(lambda s: "filter 'rep'" in s and "  /report" in s and "/api" not in s, "only /report")
+    t.send(b"\x1b")
+    t.wait(lambda s: "  /api" in s and "filter '" not in s, "Esc clears the filter")
+    t.send(b"q")
+    assert t.exit_code() == 0 and t.restored()
+
+
 def test_waits_for_the_daemon_and_follows_its_restarts(logmond, short_tmp, term):
     (short_tmp / "access.log").write_text("")
     d = logmond(*FAST)
@@ -349,7 +422,7 @@ def test_keys_pause_sort_table_and_help(busy, term):
     t.send(b"s")
     t.shows("s sort: name")
     t.send(b"?")
-    t.shows("p  pause / resume the display")
+    t.shows("p      pause / resume the display")
     t.send(b"?")
     t.wait(lambda s: "pause / resume" not in s, "the help closed")
     t.send(b"q")
