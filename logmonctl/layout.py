@@ -461,20 +461,21 @@ def panels(summary: dict[str, Any] | None, width: int) -> list[Panel]:
         out.append(Panel("Sections by 5xx (share of 5xx)", counted(errors, summary["status"].get("5xx", 0)),
                          len(errors)))
     if summary.get("latency"):
-        out.append(Panel("Latency       p50      p99", latency_rows(summary), 1 + len(summary["section_latency"])))
+        out.append(Panel("Latency (request time)", latency_rows(summary), 2 + len(summary["section_latency"])))
     if summary.get("vhosts"):
         out.append(Panel("Top vhosts", counted(summary["vhosts"], hits), len(summary["vhosts"])))
     return out
 
 
 def latency_rows(summary: dict[str, Any]) -> Callable[[int], list[Line]]:
-    """Rows of `section  p50  p99`, all requests first."""
+    """A column header, then rows of `section  p50  p99`, all requests first."""
     pairs = [("(all)", summary["latency"]), *summary["section_latency"].items()]
 
     def rows(width: int) -> list[Line]:
         nw = min(max(4, width - 20), max(len(name) for name, _ in pairs) + 1)
-        return [fit([(f"  {shorten_left(name, nw - 1):<{nw}}{latency(t['p50']):>9}{latency(t['p99']):>9}",
-                      "normal")], width) for name, t in pairs]
+        return [fit([(f"  {'':<{nw}}{'p50':>9}{'p99':>9}", "dim")], width),
+                *(fit([(f"  {shorten_left(name, nw - 1):<{nw}}{latency(t['p50']):>9}{latency(t['p99']):>9}",
+                        "normal")], width) for name, t in pairs)]
     return rows
 
 

@@ -1,8 +1,8 @@
 """The live demo behind `make run`: a traffic generator, logmond following it, and the viewer.
 
-Everything lives in a fresh temporary directory: the log the generator writes (combined format,
-several sections, hosts and a status mix, with a surge every five minutes that takes the rate
-over the threshold), logmond's socket and its state. Quitting the viewer stops the generator and
+Everything lives in a fresh temporary directory: the log the generator writes (nginx combined
+plus request and upstream times, several sections, hosts and a status mix, with a surge every
+five minutes that takes the rate over the threshold), logmond's socket and its state. Quitting the viewer stops the generator and
 the daemon and removes the directory; nothing is left running.
 
     python -m logmond.tools.demo                # the viewer (q quits)
@@ -40,6 +40,9 @@ START_TIMEOUT = 20.0
 # Seconds a child gets to exit after SIGTERM before SIGKILL.
 STOP_TIMEOUT = 5.0
 _PR_SET_PDEATHSIG = 1
+# What logmond is told about each format the generator can write: the timed log is nginx's
+# combined plus `$request_time $upstream_response_time`, which auto-detection reads with its times.
+DAEMON_FORMAT = {"timed": "auto", "combined": "combined", "clf": "clf", "csv": "csv"}
 
 
 def _die_with_parent() -> None:
@@ -104,7 +107,8 @@ def stopped_line(socket: str, work: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m logmond.tools.demo", description="Live demo: generator + logmond + viewer.")
     p.add_argument("--no-viewer", action="store_true", help="run generator and logmond until interrupted")
-    p.add_argument("--format", choices=("csv", "clf", "combined"), default="combined", help="log format")
+    p.add_argument("--format", choices=tuple(DAEMON_FORMAT), default="timed",
+                   help="log format (timed: nginx combined + request and upstream times)")
     try:
         args = p.parse_args(argv)
     except UsageError as exc:
@@ -122,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "--rate", str(RATE), "--surge", SURGE, "--period", str(PERIOD),
                                 "--output", str(log)], stderr))
         daemon = _spawn([sys.executable, "-m", "logmond", "--file", str(log), "--socket", socket,
-                         "--state-dir", str(work / "state"), "--format", args.format], stderr)
+                         "--state-dir", str(work / "state"), "--format", DAEMON_FORMAT[args.format]], stderr)
         children.append(daemon)
         _wait_until_answering(socket, daemon, stderr)
         print(started_line(socket), flush=True)
