@@ -195,15 +195,20 @@ class Daemon:
         if not data:
             return
         before = self.monitor.clock
-        for event in self.monitor.feed(data, horizon=self.clock.horizon(time.time())):
-            self._emit(event)
+        self._announce(self.monitor.feed(data, horizon=self.clock.horizon(time.time())))
         if self.monitor.clock is not None and self.monitor.clock != before:
             self.clock.observe(self.monitor.clock, time.time())
 
-    def _emit(self, event: Event) -> None:
-        if event["type"] in (ALERT, RECOVER):
+    def _announce(self, events: list[Event]) -> None:
+        """Log and push alert events, once the checkpoint holds them: a daemon killed right after
+        announcing one resumes past it, and never announces it again."""
+        alerts = [event for event in events if event["type"] in (ALERT, RECOVER)]
+        if not alerts:
+            return
+        self._checkpoint()
+        assert self.server is not None
+        for event in alerts:
             log.warning("%s", alert_message(event))
-            assert self.server is not None
             self.server.publish_alert(event)
 
     # -- the once-a-second work ------------------------------------------------------------
@@ -221,8 +226,7 @@ class Daemon:
         assert self.source is not None and self.server is not None
         now = self.clock.now(time.time())
         if now is not None:
-            for event in self.monitor.advance(now):
-                self._emit(event)
+            self._announce(self.monitor.advance(now))
         mono = time.monotonic()
         if mono - self._last_check >= self.settings.safety_check:
             self._last_check = mono

@@ -155,3 +155,28 @@ def test_a_live_line_dated_far_ahead_of_this_machine_is_malformed_clock(logmond,
     st = d.wait_lines(3, timeout=5)
     assert (st["lines"], st["parsed"], st["malformed"], st["late"]) == (3, 2, 1, 0)
     assert abs(st["clock"] - now) <= 2
+
+
+def test_an_alert_killed_at_the_moment_it_fires_is_announced_exactly_once(logmond, short_tmp):
+    """The checkpoint holds an alert event before it is logged or pushed: kill -9 the instant a
+    subscriber hears it, and the restarted daemon, resuming from that checkpoint, neither loses
+    the alert nor announces it again."""
+    log = short_tmp / "access.log"
+    log.write_text("")
+    d = logmond("--alert-window", "5", "--threshold", "20", "--lateness", "1")
+    d.start()
+    writer = Writer(log, rate=300)
+    writer.start()
+    with Client(d.socket, timeout=5) as c:
+        fired = next(push for push in c.subscribe(timeout=20) if push["event"] == "alert")
+        d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait(timeout=10)
+    d.start()
+    st = d.status()
+    assert st["alert"]["active"] and st["alert"]["since"] == fired["at"]
+    written = writer.stop()
+    d.wait_lines(written, timeout=30)
+    d.snapshots(3)
+    alerts = [e for e in d.call("alerts")["events"] if e["type"] == "alert"]
+    assert [(e["id"], e["at"]) for e in alerts] == [(fired["id"], fired["at"])]
+    assert d.stderr().count("High traffic generated an alert") == 1, d.stderr()
