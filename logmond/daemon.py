@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
@@ -34,6 +35,8 @@ TICK = 1.0
 FORMAT_WARNING_EVERY = 60.0
 # Bytes ingested before giving the event loop back to clients during a backlog.
 INGEST_SLICE = 4 * 1024 * 1024
+# Durations of the once-a-second work kept for status's `tick` figures: the last ten minutes.
+TICK_SAMPLES = 600
 
 log = logging.getLogger("logmond")
 
@@ -84,6 +87,8 @@ class Daemon:
         self._stopping = False
         self._last_check = 0.0
         self._format_warned: float | None = None
+        # Seconds each of the last TICK_SAMPLES ticks took (perf_counter), newest last.
+        self.tick_seconds: deque[float] = deque(maxlen=TICK_SAMPLES)
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -214,11 +219,13 @@ class Daemon:
     # -- the once-a-second work ------------------------------------------------------------
     async def _tick(self) -> None:
         while True:
+            started = time.perf_counter()
             try:
                 self._second()
             except Exception:
                 # Whatever went wrong, the next second must still come: log it loudly, go on.
                 log.exception("error in the once-a-second work")
+            self.tick_seconds.append(time.perf_counter() - started)
             await asyncio.sleep(TICK - time.time() % TICK)
 
     def _second(self) -> None:
@@ -321,7 +328,7 @@ class Daemon:
         return DaemonState(file=self.settings.file, started_at=self.started_at,
                            monitor=lambda: self.monitor, file_status=self._file_status,
                            clients=lambda: self.server.clients if self.server is not None else 0,
-                           stop=stop.set)
+                           tick_seconds=lambda: self.tick_seconds, stop=stop.set)
 
     def _file_status(self) -> dict[str, Any]:
         assert self.source is not None

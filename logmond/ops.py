@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import psutil
 
@@ -34,6 +34,7 @@ class DaemonState:
     monitor: Callable[[], Monitor]
     file_status: Callable[[], dict[str, Any]]   # the followed file: path, device, inode, offset, size
     clients: Callable[[], int]                  # connections served right now
+    tick_seconds: Callable[[], Sequence[float]]  # how long the last ticks took, seconds, newest last
     stop: Callable[[], None]                    # ask the daemon to stop (it does so after this loop turn)
 
 
@@ -76,7 +77,7 @@ class Ops:
         """The `status` reply, with the process figures of the last tick."""
         return replies.status(self.state.monitor(), pid=os.getpid(), started_at=self.state.started_at,
                               now=time.time(), file=self.state.file_status(), process=self._figures,
-                              clients=self.state.clients())
+                              clients=self.state.clients(), tick=replies.tick_figures(self.state.tick_seconds()))
 
     def tick(self) -> dict[str, Any]:
         """Once a second: measure the process anew and return the snapshot to push to subscribers."""

@@ -34,6 +34,7 @@ STATUS = {
     "rate": 12.4, "threshold": 10.0, "window": 120,
     "alert": {"active": True, "since": T0, "hits": 1300, "rate": 10.83},
     "process": {"rss_bytes": 35_756_032, "cpu_percent": 1.25, "open_fds": 12}, "clients": 2,
+    "tick": {"count": 600, "p50_ms": 2.1, "p99_ms": 9.8, "max_ms": 14.2},
 }
 QUIET = {**STATUS, "rate": 3.2, "alert": {"active": False, "since": None, "hits": None, "rate": None}}
 

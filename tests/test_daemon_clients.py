@@ -22,10 +22,11 @@ LIVE = ("--lateness", "30", "--threshold", "1000000")
 
 STATUS_KEYS = {"version", "protocol", "pid", "started_at", "uptime", "file", "format", "format_spec", "format_error",
                "lines", "parsed", "malformed", "late", "recent", "clock", "rate", "threshold", "window", "alert",
-               "process", "clients"}
+               "process", "clients", "tick"}
 FILE_KEYS = {"path", "device", "inode", "offset", "size"}
 ALERT_KEYS = {"active", "since", "hits", "rate"}
 PROCESS_KEYS = {"rss_bytes", "cpu_percent", "open_fds"}
+TICK_KEYS = {"count", "p50_ms", "p99_ms", "max_ms"}
 EVENT_KEYS = {"id", "type", "at", "hits", "rate", "threshold", "window"}
 
 
@@ -171,6 +172,7 @@ def test_status_has_exactly_the_contract_keys(logmond, short_tmp):
     assert set(st["file"]) == FILE_KEYS
     assert set(st["alert"]) == ALERT_KEYS
     assert set(st["process"]) == PROCESS_KEYS
+    assert set(st["tick"]) == TICK_KEYS
     info = os.stat(log)
     assert st["file"] == {"path": str(log), "device": info.st_dev, "inode": info.st_ino,
                           "offset": info.st_size, "size": info.st_size}
@@ -185,6 +187,9 @@ def test_status_has_exactly_the_contract_keys(logmond, short_tmp):
     assert st["process"]["rss_bytes"] > 1_000_000 and st["process"]["open_fds"] > 3
     assert isinstance(st["process"]["cpu_percent"], float)
     assert st["clients"] == 1
+    wait_for(lambda: d.status()["tick"]["count"] >= 2, what="two ticks")
+    tick = d.status()["tick"]
+    assert 0 < tick["p50_ms"] <= tick["p99_ms"] <= tick["max_ms"] < 1000
     with Client(d.socket) as other:
         assert d.status()["clients"] == 2
         assert other.call("ping") == {"pong": True}

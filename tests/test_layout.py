@@ -32,7 +32,8 @@ def traffic(threshold: int = 1, quiet_after: bool = False) -> dict:
     m.advance(T0 + (60 if quiet_after else 22))
     st = replies.status(m, pid=4242, started_at=1000.0, now=1065.0,
                          file={"path": PATH, "device": 1, "inode": 2, "offset": 3, "size": 3},
-                         process={"rss_bytes": 25 * 2**20, "cpu_percent": 3.5, "open_fds": 9}, clients=2)
+                         process={"rss_bytes": 25 * 2**20, "cpu_percent": 3.5, "open_fds": 9}, clients=2,
+                         tick=replies.tick_figures([0.003] * 60))
     return replies.push(st, m)
 
 

@@ -56,7 +56,8 @@ class Owner:
         self.shutdowns = threading.Event()
         monitor = Monitor(CoreConfig())
         self.ops = Ops(DaemonState(file="/var/log/access.log", started_at=time.time(), monitor=lambda: monitor,
-                                   file_status=dict, clients=lambda: 0, stop=self.shutdowns.set))
+                                   file_status=dict, clients=lambda: 0, tick_seconds=tuple,
+                                   stop=self.shutdowns.set))
 
     def call(self, op: str, args: dict[str, Any], peer_uid: int | None) -> dict[str, Any]:
         if op == "status":
@@ -622,21 +623,23 @@ def test_shutdown_permission_check() -> None:
 
 def test_ops_read_the_daemon_state_at_each_call() -> None:
     """The daemon replaces its monitor on reload and its source on reopen: ops must not keep old ones."""
-    current = {"monitor": Monitor(CoreConfig()), "clients": 3}
+    current = {"monitor": Monitor(CoreConfig()), "clients": 3, "ticks": [0.002]}
     stops: list[bool] = []
     ops = Ops(DaemonState(file="/var/log/access.log", started_at=1000.0, monitor=lambda: current["monitor"],
                           file_status=lambda: {"path": "/var/log/access.log", "offset": 7},
-                          clients=lambda: current["clients"], stop=lambda: stops.append(True)))
+                          clients=lambda: current["clients"], tick_seconds=lambda: current["ticks"],
+                          stop=lambda: stops.append(True)))
     assert ops.hello_info() == {"file": "/var/log/access.log"}
     st = ops.call("status", {}, os.geteuid())
     assert (st["lines"], st["clients"], st["file"], st["started_at"]) == (0, 3, {"path": "/var/log/access.log",
                                                                                "offset": 7}, 1000.0)
     assert st["pid"] == os.getpid() and st["process"]["rss_bytes"] > 1_000_000
+    assert st["tick"] == {"count": 1, "p50_ms": 2.0, "p99_ms": 2.0, "max_ms": 2.0}
     replaced = Monitor(CoreConfig())
     replaced.feed(csv_line(T0).encode() + csv_line(T0, 1).encode())
-    current.update(monitor=replaced, clients=4)
+    current.update(monitor=replaced, clients=4, ticks=[0.002, 0.004])
     st = ops.call("status", {}, None)
-    assert (st["lines"], st["clients"]) == (2, 4)
+    assert (st["lines"], st["clients"], st["tick"]["count"]) == (2, 4, 2)
     assert ops.tick()["status"]["lines"] == 2
     assert ops.call("alerts", {"since": 0}, None) == {"events": []}
     for bad in ("1", True, 1.5):

@@ -4,7 +4,7 @@ Pure: the shell passes in file status, process figures and times; nothing here r
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from logmond import __version__
 from logmond.core.monitor import Monitor
@@ -15,7 +15,7 @@ SNAPSHOT_ALERTS = 20
 
 
 def status(monitor: Monitor, *, pid: int, started_at: float, now: float, file: dict[str, Any],
-           process: dict[str, Any], clients: int) -> dict[str, Any]:
+           process: dict[str, Any], clients: int, tick: dict[str, Any]) -> dict[str, Any]:
     """The `status` reply: exactly the keys of the contract."""
     alert = monitor.alert
     last = alert.history[-1] if alert.firing and alert.history else None
@@ -46,7 +46,22 @@ def status(monitor: Monitor, *, pid: int, started_at: float, now: float, file: d
         },
         "process": process,
         "clients": clients,
+        "tick": tick,
     }
+
+
+def tick_figures(seconds: Sequence[float]) -> dict[str, Any]:
+    """status's `tick`: how many durations of the once-a-second work were kept, and their
+    median, 99th percentile (nearest rank: a value that was measured) and maximum in milliseconds,
+    None while there are none."""
+    ordered = sorted(seconds)
+    n = len(ordered)
+
+    def ms(percent: int) -> float | None:
+        # The rank ceil(percent * n / 100), in integers so that no rounding moves it.
+        return round(ordered[-(-percent * n // 100) - 1] * 1000, 3) if n else None
+
+    return {"count": n, "p50_ms": ms(50), "p99_ms": ms(99), "max_ms": ms(100)}
 
 
 def stats(monitor: Monitor) -> dict[str, Any]:
