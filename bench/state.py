@@ -125,9 +125,11 @@ def run(timeframe: int | None, rate: int, seconds: float) -> dict:
         try:
             r = measure(daemon, writer, sock, seconds)
         except BaseException:
-            if writer.is_alive():
-                writer.stop()
-            daemon.kill()
+            try:
+                daemon.kill()  # first: whatever else fails here, no daemon is left behind
+            finally:
+                if writer.is_alive():
+                    writer.stop()
             raise
         daemon.stop()
         # After the daemon's last checkpoint, so that no half-written temporary file is counted.
