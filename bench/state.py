@@ -143,17 +143,20 @@ def run(timeframe: int | None, rate: int, seconds: float) -> dict:
 def measure(daemon: Daemon, writer: Writer, sock: str, seconds: float) -> dict:
     """Start the writer once the daemon answers; after `seconds`, its write rate, ticks and lines."""
     try:
+        # A fresh connection at each end: the daemon closes one idle for a minute.
         with daemon.connect(sock) as client:
-            io0, t0 = write_bytes(daemon.proc.pid), time.perf_counter()
-            writer.start()
-            while time.perf_counter() - t0 < seconds and writer.is_alive():
-                time.sleep(min(1.0, max(0.0, seconds - (time.perf_counter() - t0))))
-                daemon.check_alive()
-            writer.stop()
-            io1, t1 = write_bytes(daemon.proc.pid), time.perf_counter()
-            if writer.error is not None:
-                raise writer.error
-            time.sleep(END_GRACE)
+            client.call("status")
+        io0, t0 = write_bytes(daemon.proc.pid), time.perf_counter()
+        writer.start()
+        while time.perf_counter() - t0 < seconds and writer.is_alive():
+            time.sleep(min(1.0, max(0.0, seconds - (time.perf_counter() - t0))))
+            daemon.check_alive()
+        writer.stop()
+        io1, t1 = write_bytes(daemon.proc.pid), time.perf_counter()
+        if writer.error is not None:
+            raise writer.error
+        time.sleep(END_GRACE)
+        with daemon.connect(sock) as client:
             st = client.call("status")
     except ClientError as exc:
         daemon.check_alive()
