@@ -10,13 +10,14 @@ import asyncio
 import gc
 import logging
 import signal
+import sqlite3
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
-from logmond.checkpoint import Checkpoints, NoCheckpoints
+from logmond.store import Database, NoStore, snapshot
 from logmond.clock import LiveClock
 from logmond.core.errors import OperatorError
 from logmond.core.monitor import Monitor
@@ -55,12 +56,15 @@ class Settings:
 
 
 class Store(Protocol):
-    """Where the checkpoint lives (checkpoint.Checkpoints), or nowhere (NoCheckpoints)."""
+    """Where the checkpoint lives (store.Database), or nowhere (NoStore)."""
+
+    records: bool  # whether the monitor hands closed blocks and events out to it
 
     def prepare(self) -> None: ...
     def load(self) -> dict[str, Any] | None: ...
     def save(self, state: dict[str, Any]) -> None: ...
     def set_aside(self, why: str) -> None: ...
+    def close(self) -> None: ...
 
 
 # (the monitor, positions to resume, read a new file from its start?) -> the source.
@@ -76,7 +80,7 @@ class Daemon:
         self.clock = clock
         self.store = store
         self._reload = reload
-        self.monitor = Monitor(core)
+        self.monitor = Monitor(core, record=store.records)
         self.source: Source | None = None
         self.notifier = Notifier()
         self.started_at = time.time()
@@ -146,6 +150,7 @@ class Daemon:
         self._unwatch(self.source)
         try:
             self._checkpoint()
+            self.store.close()
         finally:
             try:
                 await self.server.close()
@@ -263,11 +268,10 @@ class Daemon:
         """Save positions and counts together; a failure is logged, never fatal (next second retries)."""
         assert self.source is not None
         try:
-            self.store.save({
-                "core": _core_key(self.core),
-                "positions": [p.to_state() for p in self.source.positions()],
-                "monitor": self.monitor.to_state(),
-            })
+            self.store.save(snapshot(_core_key(self.core), [p.to_state() for p in self.source.positions()],
+                                     self.monitor))
+        except sqlite3.Error as exc:
+            log.error("cannot write the state database in %s: %s", self.settings.state_dir, exc)
         except OSError as exc:
             log.error("cannot write checkpoint in %s: %s", self.settings.state_dir, exc.strerror or exc)
         except (ValueError, TypeError, OverflowError) as exc:
@@ -281,12 +285,15 @@ class Daemon:
         try:
             positions = [Position.from_state(p) for p in state["positions"]]
             if state["core"] == _core_key(self.core):
-                self.monitor.load(state["monitor"], horizon=self.clock.horizon(time.time()))
+                self.monitor.load(state["monitor"], horizon=self.clock.horizon(time.time()),
+                                  records=state.get("records"), legacy_hosts=state.get("legacy_hosts"))
             else:
                 log.warning("monitoring settings changed since the checkpoint: windows and totals start afresh")
+                self.monitor.alert.load({"firing": False, "since": None, "history": state["monitor"]["alert"]["history"],
+                                         "last_id": state["monitor"]["alert"]["last_id"]})
         except (KeyError, TypeError, ValueError, AttributeError):
             self.store.set_aside("its contents do not fit")
-            self.monitor = Monitor(self.core)
+            self.monitor = Monitor(self.core, record=self.store.records)
             return None
         return positions
 
@@ -371,11 +378,11 @@ def serve(settings: Settings, core: CoreConfig, reload: Callable[[], CoreConfig]
     logging.basicConfig(level=logging.INFO, format="logmond: %(levelname)s %(message)s")
     if settings.replay_speed is None:
         daemon = Daemon(settings, core, _follow(settings.file, settings.drain_grace), LiveClock(),
-                        Checkpoints(settings.state_dir), reload)
+                        Database(settings.state_dir), reload)
     else:
         clock = ReplayClock()
         daemon = Daemon(settings, core, _replay(settings.file, settings.replay_speed, clock), clock,
-                        NoCheckpoints(), reload)
+                        NoStore(), reload)
     try:
         daemon.prepare()
         return asyncio.run(daemon.run())

@@ -5,7 +5,7 @@ ReplayClock) implement them, so the daemon wires either without knowing which it
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from logmond.tail import Position
 

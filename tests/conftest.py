@@ -5,19 +5,39 @@ import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
+import msgpack
 import pytest
 
 from shared.client import Client, ClientError
 
 T0 = 1_549_573_800
+
+
+
+def saved_state(state_dir: Path) -> dict | None:
+    """The state row of logmond's database in `state_dir`, read on its own (not through
+    logmond.store), or None while there is none."""
+    path = state_dir / "logmond.sqlite3"
+    if not path.exists():
+        return None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT data FROM state WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:
+        return None  # not created yet
+    finally:
+        db.close()
+    return None if row is None else msgpack.unpackb(zlib.decompress(row[0]), raw=False)
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition",

@@ -5,9 +5,7 @@ import os
 import signal
 import time
 
-import msgpack
-
-from conftest import Writer, csv_line, wait_for
+from conftest import Writer, csv_line, saved_state, wait_for
 from shared.client import Client
 from shared.protocol import EVENT_ALERT
 
@@ -58,12 +56,9 @@ def test_kill_9_restart_counts_every_line_once_and_keeps_the_alert(logmond, shor
 
 
 def saved_alert(d) -> dict | None:
-    """The alert state in the daemon's checkpoint on disk (written atomically), or None."""
-    try:
-        state = msgpack.unpackb((d.state / "checkpoint.msgpack").read_bytes(), raw=False)
-    except FileNotFoundError:
-        return None
-    return state["monitor"]["alert"]
+    """The alert state in the daemon's state database, or None."""
+    state = saved_state(d.state)
+    return None if state is None else state["monitor"]["alert"]
 
 
 def test_alert_fires_on_a_burst_and_recovers_by_itself_when_traffic_stops(logmond, short_tmp):
@@ -102,7 +97,7 @@ def test_sigterm_checkpoints_removes_the_socket_and_exits_0(logmond, short_tmp):
     d.wait_lines(10)
     assert d.stop() == 0
     assert not os.path.exists(d.socket)
-    assert (d.state / "checkpoint.msgpack").exists()
+    assert saved_state(d.state)["monitor"]["lines"] == 10
     assert "Traceback" not in d.stderr()
     with open(log, "a") as f:
         f.write("".join(csv_line(int(time.time()), i) for i in range(5)))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import T0, csv_line, wait_for
+from conftest import T0, csv_line, saved_state, wait_for
 from shared.client import Client, ClientError
 
 # How long a refused start may take; a daemon still running after this has accepted its input.
@@ -93,7 +93,7 @@ def test_config_file_can_name_the_file_socket_and_state_dir(short_tmp):
             return st if st["lines"] == 4 else None
         st = wait_for(counted, 15, "logmond to count the file named in its config")
         assert st["file"]["path"] == str(log)
-        wait_for(lambda: (state / "checkpoint.msgpack").exists(), 5, "a checkpoint in the configured state dir")
+        wait_for(lambda: saved_state(state), 5, "a checkpoint in the configured state dir")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0

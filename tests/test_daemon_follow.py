@@ -9,13 +9,15 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import time
+import zlib
 from pathlib import Path
 
 import msgpack
 import pytest
 
-from conftest import Logmond, csv_line, wait_for
+from conftest import Logmond, csv_line, saved_state, wait_for
 from shared.units import size
 
 # Live mode with nothing late: lines carry the wall time and may be this far out of order. The
@@ -242,7 +244,7 @@ def test_crash_while_writing_counts_exactly_once_after_restart(logmond, short_tm
     w = writer(log, rate=RATE).start()
     w.more(300)
     d.wait_lines(200)
-    wait_for(lambda: (short_tmp / "state" / "checkpoint.msgpack").exists(), 5, "a checkpoint")
+    wait_for(lambda: saved_state(short_tmp / "state"), 5, "a checkpoint")
     assert d.stop(signal.SIGKILL) == -signal.SIGKILL
     w.more(200)  # written while logmond is down
     d.start()
@@ -251,37 +253,54 @@ def test_crash_while_writing_counts_exactly_once_after_restart(logmond, short_tm
     assert_exactly(d, written)
 
 
-CORRUPTIONS = {
-    "garbage": lambda good: b"\xc1 this is not a checkpoint \x00\xff",
-    "truncated": lambda good: good[: len(good) // 2],
-    "empty": lambda good: b"",
-    "wrong-shape": lambda good: msgpack.packb({**msgpack.unpackb(good), "positions": [{"device": "sda"}]}),
-    "other-version": lambda good: msgpack.packb({**msgpack.unpackb(good), "version": 99}),
-}
+def _rewrite_state(db_path: Path, change) -> None:
+    """Replace the state row with change(its state), as a damaged or foreign writer might."""
+    db = sqlite3.connect(db_path)
+    (blob,) = db.execute("SELECT data FROM state WHERE id = 1").fetchone()
+    state = change(msgpack.unpackb(zlib.decompress(blob), raw=False))
+    db.execute("UPDATE state SET data = ? WHERE id = 1", (zlib.compress(msgpack.packb(state)),))
+    db.commit()
+    db.close()
 
 
-@pytest.mark.parametrize("kind", list(CORRUPTIONS))
-def test_corrupt_checkpoint_is_kept_aside_and_logmond_starts_fresh(logmond, short_tmp, kind):
+def _damage(db_path: Path, kind: str) -> None:
+    if kind == "garbage":
+        db_path.write_bytes(b"\xc1 this is not a database \x00\xff" * 100)
+    elif kind == "truncated":
+        data = db_path.read_bytes()
+        db_path.write_bytes(data[:len(data) // 2])
+    elif kind == "wrong-shape":
+        _rewrite_state(db_path, lambda st: {**st, "positions": [{"device": "sda"}]})
+    elif kind == "not-zlib":
+        db = sqlite3.connect(db_path)
+        db.execute("UPDATE state SET data = ? WHERE id = 1", (b"\x00 not compressed",))
+        db.commit()
+        db.close()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "wrong-shape", "not-zlib"])
+def test_a_corrupt_state_database_is_kept_aside_and_logmond_starts_fresh(logmond, short_tmp, kind):
     log = short_tmp / "access.log"
     now = int(time.time())
     log.write_text("".join(csv_line(now, i) for i in range(20)))
     d = logmond("--from-start", *LIVE).start()
     d.wait_lines(20)
     assert d.stop() == 0
-    cp = short_tmp / "state" / "checkpoint.msgpack"
-    bad_bytes = CORRUPTIONS[kind](cp.read_bytes())
-    cp.write_bytes(bad_bytes)
+    db_path = short_tmp / "state" / "logmond.sqlite3"
+    _damage(db_path, kind)
+    bad_bytes = db_path.read_bytes()
     before = len(d.stderr())
     d.start()
     err = d.stderr()[before:]
     assert "Traceback" not in err, err
-    warnings = [ln for ln in err.splitlines() if "WARNING" in ln and "checkpoint" in ln]
+    warnings = [ln for ln in err.splitlines() if "WARNING" in ln and "state database" in ln]
     assert len(warnings) == 1, err
-    bad = list((short_tmp / "state").glob("checkpoint.msgpack.bad-*"))
+    bad = list((short_tmp / "state").glob("logmond.sqlite3.bad-*"))
+    bad = [b for b in bad if not b.name.endswith(("-wal", "-shm"))]
     assert len(bad) == 1 and bad[0].read_bytes() == bad_bytes
     assert str(bad[0]) in warnings[0]
     # A fresh start, with --from-start: the whole file, once.
     assert_exactly(d, 20)
-    # ... and a good checkpoint is written again.
-    wait_for(lambda: cp.exists() and msgpack.unpackb(cp.read_bytes())["monitor"]["lines"] == 20,
+    # ... and a good state is written again.
+    wait_for(lambda: (saved_state(short_tmp / "state") or {}).get("monitor", {}).get("lines") == 20,
              5, "a new checkpoint")

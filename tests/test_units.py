@@ -4,6 +4,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from logmond import checkpoint
@@ -39,8 +40,8 @@ def test_live_clock_follows_the_wall_from_the_newest_line():
     assert clock.now(1003.2) == 998
 
 
-def test_checkpoint_round_trip_and_corrupt_file_kept_aside(tmp_path: Path, caplog):
-    checkpoint.save(str(tmp_path), {"positions": [], "n": 3})
+def test_a_0_1_checkpoint_loads_and_a_corrupt_one_is_kept_aside(tmp_path: Path, caplog):
+    (tmp_path / checkpoint.NAME).write_bytes(msgpack.packb({"version": 1, "positions": [], "n": 3}))
     assert checkpoint.load(str(tmp_path)) == {"version": checkpoint.FORMAT_VERSION, "positions": [], "n": 3}
     (tmp_path / checkpoint.NAME).write_bytes(b"\xc1 not msgpack")
     assert checkpoint.load(str(tmp_path)) is None

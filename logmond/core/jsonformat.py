@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from itertools import repeat
 from operator import add, contains, is_, itemgetter
 from typing import Callable, ClassVar, NamedTuple

@@ -39,7 +39,10 @@ MAX_EMPTY_BLOCKS = 8640
 
 
 class Monitor:
-    def __init__(self, config: CoreConfig) -> None:
+    def __init__(self, config: CoreConfig, record: bool = False) -> None:
+        # For the state database: closed blocks and alert events are handed out once
+        # (Rollup.take_closed, alert.history) instead of being part of every to_state().
+        self.record = record
         config.check()
         self.config = config
         self.log_format: LogFormat | None = (None if config.format == catalog.AUTO
@@ -74,7 +77,7 @@ class Monitor:
         self.window_hits = 0
         self.next_block: int | None = None
         self.last_summary: Event | None = None
-        self.rollup = Rollup(config.timeframe, config.summary_interval)
+        self.rollup = Rollup(config.timeframe, config.summary_interval, record)
         self.alert = AlertRule(config.threshold, config.window, config.hysteresis)
 
     # -- input ---------------------------------------------------------------------------
@@ -195,7 +198,7 @@ class Monitor:
             carry = self.recent_seconds()
             self._new_timeline()
             self.carry = carry
-            self.rollup = Rollup(self.config.timeframe, self.config.summary_interval)
+            self.rollup = Rollup(self.config.timeframe, self.config.summary_interval, self.record)
             fresh = Chunk(None, self.config.lateness)
             fresh.adopt(chunk.jump)
             fresh.count(self.counts)
@@ -365,13 +368,16 @@ class Monitor:
             "seconds": [[s, n] for s, n in self.seconds.items()],
             "blocks": [[s, b.to_state()] for s, b in self.blocks.items()],
             "next_block": self.next_block, "last_summary": self.last_summary,
-            "rollup": self.rollup.to_state(), "alert": self.alert.to_state(),
+            "rollup": self.rollup.to_state(),
+            "alert": {**self.alert.to_state(), **({"history": []} if self.record else {})},
             "suspects": [[[*rec, sample] for rec, sample in group] for group in self.groups],
             "carry": self.carry,
         }
 
-    def load(self, state: dict[str, Any], horizon: int | None = None) -> None:
-        """Resume from `to_state()` output; raises (KeyError, TypeError, ValueError) if it is not.
+    def load(self, state: dict[str, Any], horizon: int | None = None, records: list[dict[str, Any]] | None = None,
+             legacy_hosts: tuple[int, dict[str, Any]] | None = None) -> None:
+        """Resume from `to_state()` output, with a recording rollup's records (see Rollup.load);
+        raises (KeyError, TypeError, ValueError) if it is not.
 
         A clock that a corrupt line moved before the clock guard existed is repaired: see _repair.
         """
@@ -388,7 +394,7 @@ class Monitor:
         self.blocks.update((int(s), Block.from_state(b)) for s, b in state["blocks"])
         self.next_block = state["next_block"]
         self.last_summary = state["last_summary"]
-        self.rollup.load(state["rollup"])
+        self.rollup.load(state["rollup"], records, legacy_hosts)
         self.alert.load(state["alert"])
         # Absent from checkpoints written before the clock guard.
         self.groups = [_records(group) for group in state.get("suspects", [])]
@@ -410,7 +416,7 @@ class Monitor:
             for start in [s for s in self.blocks if s > horizon]:
                 del self.blocks[start]
             if any(start > horizon for start, _ in self.rollup.blocks):
-                self.rollup = Rollup(self.config.timeframe, self.config.summary_interval)
+                self.rollup = Rollup(self.config.timeframe, self.config.summary_interval, self.record)
             if self.last_summary is not None and self.last_summary["end"] > horizon + 1:
                 self.last_summary = None
         newest = self._data_through()

@@ -427,9 +427,16 @@ class Rollup:
     a summary costs the same at any timeframe. Blocks arrive in order and `now` never goes back.
     """
 
-    def __init__(self, timeframe: int, interval: int) -> None:
+    def __init__(self, timeframe: int, interval: int, record: bool = False) -> None:
         self.timeframe = timeframe
         self.interval = interval
+        # Recording (for the state database): each closed block is handed out once by
+        # take_closed() with what rebuilding the rollup needs, and to_state() is only the head.
+        self.record = record
+        self._unsaved: list[dict[str, Any]] = []
+        # A 0.1 checkpoint's distinct hosts of the blocks numbered up to `through`, which its
+        # blocks do not carry one by one: (through, SlidingHosts state), until handed out.
+        self._legacy_hosts: tuple[int, dict[str, Any]] | None = None
         self.blocks: deque[tuple[int, ClosedBlock]] = deque()
         # Start of the first block pushed: before it nothing was seen, so the span starts there.
         self.origin: int | None = None
@@ -449,8 +456,27 @@ class Rollup:
         self.blocks.append((start, closed))
         self._totals.add(closed, 1, self.next_seq)
         self._hosts.push(self.next_seq, block.hosts if block.exact_hosts else None, block.host_sketch())
+        if self.record:
+            self._unsaved.append({"seq": self.next_seq, "start": start, "block": closed.to_state(),
+                                  "hosts": list(block.hosts) if block.exact_hosts else None,
+                                  "sketch": None if block.exact_hosts else block.host_sketch().to_bytes()})
         self.next_seq += 1
         self._figures = None
+
+    @property
+    def first_seq(self) -> int:
+        """The number of the oldest block held (next_seq when none is)."""
+        return self.next_seq - len(self.blocks)
+
+    def take_closed(self) -> list[dict[str, Any]]:
+        """The blocks closed since the last call, each as a record for load(records=...)."""
+        taken, self._unsaved = self._unsaved, []
+        return taken
+
+    def take_legacy_hosts(self) -> tuple[int, dict[str, Any]] | None:
+        """Once, after loading a 0.1 checkpoint: (through, hosts state) for load(legacy_hosts=...)."""
+        taken, self._legacy_hosts = self._legacy_hosts, None
+        return taken
 
     def summary(self, now: int) -> dict[str, Any] | None:
         """Statistics over [max(now - timeframe, origin), now), or None before any block closed."""
@@ -488,20 +514,60 @@ class Rollup:
                 "codes": _ranked(t.codes, TOP_CODES), "sections_5xx": _ranked(t.sec5xx, TOP_5XX)}
 
     def to_state(self) -> dict[str, Any]:
-        return {"origin": self.origin, "next_seq": self.next_seq,
-                "blocks": [[start, block.to_state()] for start, block in self.blocks],
+        """Everything, or when recording only the head (the blocks are in the records)."""
+        head = {"origin": self.origin, "next_seq": self.next_seq}
+        if self.record:
+            return head
+        return {**head, "blocks": [[start, block.to_state()] for start, block in self.blocks],
                 "hosts": self._hosts.to_state()}
 
-    def load(self, state: dict[str, Any]) -> None:
-        """Resume from `to_state()` output; ValueError for an older format."""
+    def load(self, state: dict[str, Any], records: list[dict[str, Any]] | None = None,
+             legacy_hosts: tuple[int, dict[str, Any]] | None = None) -> None:
+        """Resume from `to_state()` output, with, for a recording rollup's head, the records
+        take_closed() gave (any order; those the timeframe has left are dropped) and the
+        legacy hosts state if one was handed out. ValueError for an older format."""
         if not isinstance(state, dict):
             raise ValueError("rollup state of an older format")
         self.origin = None if state["origin"] is None else int(state["origin"])
         self.next_seq = int(state["next_seq"])
+        if "blocks" in state:
+            self._load_blocks(state)
+        else:
+            self._rebuild(records or [], legacy_hosts)
+        self._figures = None
+
+    def _load_blocks(self, state: dict[str, Any]) -> None:
+        """A whole rollup in one state (also a 0.1 checkpoint's, which a recording rollup then
+        hands out as records, its hosts state apart)."""
         first_seq = self.next_seq - len(state["blocks"])
         for seq, (start, block) in enumerate(state["blocks"], first_seq):
             closed = ClosedBlock.from_state(block)
             self.blocks.append((int(start), closed))
             self._totals.add(closed, 1, seq)
+            if self.record:
+                self._unsaved.append({"seq": seq, "start": int(start), "block": block, "hosts": None, "sketch": None})
         self._hosts = SlidingHosts.from_state(state["hosts"], MAX_TRACKED)
-        self._figures = None
+        if self.record and state["blocks"]:
+            self._legacy_hosts = (self.next_seq - 1, state["hosts"])
+
+    def _rebuild(self, records: list[dict[str, Any]], legacy_hosts: tuple[int, dict[str, Any]] | None) -> None:
+        """The blocks numbered below next_seq, from their records, oldest first."""
+        kept = sorted((r for r in records if int(r["seq"]) < self.next_seq), key=lambda r: int(r["seq"]))
+        through = 0
+        if legacy_hosts is not None:
+            through = int(legacy_hosts[0])
+            self._hosts = SlidingHosts.from_state(legacy_hosts[1], MAX_TRACKED)
+        for record in kept:
+            seq = int(record["seq"])
+            closed = ClosedBlock.from_state(record["block"])
+            self.blocks.append((int(record["start"]), closed))
+            self._totals.add(closed, 1, seq)
+            if seq > through:
+                hosts = None if record["hosts"] is None else [str(h) for h in record["hosts"]]
+                sketch = HyperLogLog() if record["sketch"] is None else HyperLogLog.from_bytes(record["sketch"])
+                if record["sketch"] is None:
+                    sketch.add(hosts or ())
+                self._hosts.push(seq, hosts, sketch)
+        if [int(r["seq"]) for r in kept] != list(range(self.next_seq - len(kept), self.next_seq)):
+            raise ValueError("the rollup's blocks are not a run ending at next_seq")
+        self._hosts.expire(self.first_seq)

@@ -1,0 +1,251 @@
+"""The state database: one SQLite file in the state dir holding what logmond needs to resume.
+
+Each save is one transaction: file positions, the monitor's small state, the summary blocks
+closed since the last save and the new alert events commit together or not at all, so that after
+a crash offsets and counts agree and every line is counted exactly once. What is written once
+stays written: a closed block is one row, an alert event one row; only the small state row is
+replaced each second. WAL mode with synchronous=NORMAL: a commit survives `kill -9`, and a power
+loss at worst rolls the newest commits back, which the same exactly-once argument covers.
+
+Schema (PRAGMA user_version = SCHEMA_VERSION):
+- state(id = 1, data): zlib'd msgpack of {core, positions, monitor} without the closed blocks and
+  the alert history;
+- blocks(seq, start, data): the rollup's closed blocks (Rollup.take_closed records), the ones the
+  timeframe has left deleted at each save;
+- events(id, at, data): every alert and recovery event;
+- legacy_hosts(id = 1, through, data): after importing a 0.1 checkpoint, the distinct-host state
+  of its blocks, deleted once they have all left the timeframe.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+import zlib
+from typing import Any
+
+import msgpack
+
+from logmond import checkpoint
+from logmond.core.alerts import MAX_HISTORY
+from logmond.core.errors import OperatorError
+from logmond.core.monitor import Monitor
+
+NAME = "logmond.sqlite3"
+SCHEMA_VERSION = 1
+SCHEMA = f"""
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (seq INTEGER PRIMARY KEY, start INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS legacy_hosts (id INTEGER PRIMARY KEY CHECK (id = 1), through INTEGER NOT NULL,
+                                         data BLOB NOT NULL);
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+# Milliseconds a writer waits for another one's lock (a backfill) before the save fails and the
+# next second retries.
+BUSY_TIMEOUT_MS = 200
+# zlib level of the blobs: the fastest, which already shrinks repetitive names several times.
+COMPRESSION = 1
+# A blob larger than this is not ours (windows are bounded): refuse to load it.
+MAX_BLOB = 256 * 1024 * 1024
+
+log = logging.getLogger("logmond.store")
+
+
+def _pack(value: Any) -> bytes:
+    return zlib.compress(msgpack.packb(value, use_bin_type=True), COMPRESSION)
+
+
+def _unpack(blob: bytes) -> Any:
+    data = zlib.decompressobj().decompress(blob, MAX_BLOB)
+    return msgpack.unpackb(data, raw=False, strict_map_key=True)
+
+
+def snapshot(core: list[Any], positions: list[dict[str, Any]], monitor: Monitor) -> dict[str, Any]:
+    """What Database.save takes from a recording monitor: its state, the
+    blocks its rollup closed since the last snapshot, and its alert events."""
+    rollup = monitor.rollup
+    return {"core": core, "positions": positions, "monitor": monitor.to_state(),
+            "closed": rollup.take_closed(), "legacy_hosts": rollup.take_legacy_hosts(),
+            "first_seq": rollup.first_seq, "events": list(monitor.alert.history)}
+
+
+class Database:
+    """The state database of one state dir, as the daemon keeps it."""
+
+    records = True  # the monitor hands closed blocks and events out once (Monitor(record=True))
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+        self.path = os.path.join(state_dir, NAME)
+        self.db: sqlite3.Connection | None = None
+        # Closed blocks handed over but not yet committed (a failed save keeps them for the next).
+        self._pending: list[dict[str, Any]] = []
+        self._legacy: tuple[int, dict[str, Any]] | None = None
+        self._saved_event = 0
+        self._imported: str | None = None  # the 0.1 checkpoint to move aside once saved here
+
+    def prepare(self) -> None:
+        """Create the state dir and open the database (OperatorError if logmond cannot)."""
+        try:
+            os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
+        except OSError as exc:
+            raise OperatorError(f"cannot create state dir {self.state_dir}: {exc.strerror}; "
+                                f"create it or pass --state-dir DIR") from None
+        if not os.access(self.state_dir, os.W_OK | os.X_OK):
+            raise OperatorError(f"state dir {self.state_dir} is not writable by uid {os.geteuid()}: "
+                                f"fix its owner or pass --state-dir DIR")
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError as exc:
+            self._set_aside(f"it cannot be read ({exc})")
+            self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """The database, created 0600 with the schema if new; OperatorError for a newer schema."""
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise OperatorError(f"{self.path} has schema version {version}, newer than this logmond's "
+                                    f"{SCHEMA_VERSION}: run the newer logmond, or move the file away to start afresh")
+            if version == 0:
+                db.executescript(SCHEMA)
+            db.execute("SELECT count(*) FROM state").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state with its closed blocks and the newest alert events, the 0.1 checkpoint
+        if this database has none yet (imported at the first save), or None."""
+        assert self.db is not None
+        try:
+            row = self.db.execute("SELECT data FROM state WHERE id = 1").fetchone()
+            if row is None:
+                return self._load_legacy()
+            state = _unpack(row[0])
+            records = [_unpack(data) for (data,) in self.db.execute("SELECT data FROM blocks ORDER BY seq")]
+            events = [_unpack(data) for (data,) in self.db.execute(
+                "SELECT data FROM (SELECT id, data FROM events ORDER BY id DESC LIMIT ?) ORDER BY id", (MAX_HISTORY,))]
+            legacy = self.db.execute("SELECT through, data FROM legacy_hosts WHERE id = 1").fetchone()
+        except (sqlite3.DatabaseError, zlib.error, ValueError, TypeError, msgpack.UnpackException) as exc:
+            self.set_aside(f"it cannot be read ({exc.__class__.__name__}: {exc})")
+            return None
+        self._saved_event = events[-1]["id"] if events else 0
+        if legacy is not None:
+            self._legacy = (int(legacy[0]), _unpack(legacy[1]))
+        state["monitor"]["alert"]["history"] = events
+        return {**state, "records": records, "legacy_hosts": self._legacy}
+
+    def _load_legacy(self) -> dict[str, Any] | None:
+        state = checkpoint.load(self.state_dir)
+        if state is not None:
+            self._imported = os.path.join(self.state_dir, checkpoint.NAME)
+            log.info("importing the checkpoint %s into %s", self._imported, self.path)
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Commit one state: `core`, `positions`, `monitor` (a recording monitor's to_state), the
+        monitor's newly `closed` blocks, its `legacy_hosts` if any, the `first_seq` of the blocks
+        its rollup still holds, and its alert `events` (those not saved yet are added). Raises OSError or sqlite3.Error; nothing is lost then: the
+        next save writes what this one did not."""
+        assert self.db is not None
+        self._pending += state["closed"]
+        if state.get("legacy_hosts") is not None:
+            self._legacy = state["legacy_hosts"]
+        first, end = state["first_seq"], state["monitor"]["rollup"]["next_seq"]
+        events = [e for e in state["events"] if e["id"] > self._saved_event]
+        small = {k: state[k] for k in ("core", "positions", "monitor")}
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT OR REPLACE INTO state (id, data) VALUES (1, ?)", (_pack(small),))
+            db.executemany("INSERT OR REPLACE INTO blocks (seq, start, data) VALUES (?, ?, ?)",
+                           [(r["seq"], r["start"], _pack(r)) for r in self._pending])
+            db.execute("DELETE FROM blocks WHERE seq < ? OR seq >= ?", (first, end))
+            db.executemany("INSERT OR REPLACE INTO events (id, at, data) VALUES (?, ?, ?)",
+                           [(e["id"], e["at"], _pack(e)) for e in events])
+            if self._legacy is not None and self._legacy[0] >= first:
+                db.execute("INSERT OR REPLACE INTO legacy_hosts (id, through, data) VALUES (1, ?, ?)",
+                           (self._legacy[0], _pack(self._legacy[1])))
+            else:
+                db.execute("DELETE FROM legacy_hosts")
+                self._legacy = None
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._pending = []
+        if events:
+            self._saved_event = events[-1]["id"]
+        if self._imported is not None:
+            self._move_imported()
+
+    def _move_imported(self) -> None:
+        assert self._imported is not None
+        aside = f"{self._imported}.imported"
+        try:
+            os.replace(self._imported, aside)
+            log.info("the checkpoint is now in %s; the old one is kept as %s", self.path, aside)
+        except OSError as exc:
+            log.warning("cannot move the imported checkpoint %s aside: %s", self._imported, exc.strerror)
+        self._imported = None
+
+    def close(self) -> None:
+        """At shutdown: the last connection's close folds the WAL into the main file."""
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    def set_aside(self, why: str) -> None:
+        """The database made no sense: keep it aside with a warning and start a fresh one."""
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        self._set_aside(why)
+        self._pending, self._legacy, self._saved_event = [], None, 0
+        self.db = self._open()
+
+    def _set_aside(self, why: str) -> None:
+        aside = f"{self.path}.bad-{time.strftime('%Y%m%dT%H%M%S')}"
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(self.path + suffix, aside + suffix)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("state database %s ignored, %s (could not move it aside: %s); starting fresh",
+                            self.path, why, exc.strerror)
+                return
+        log.warning("state database %s ignored, %s; kept as %s; starting fresh", self.path, why, aside)
+
+
+class NoStore:
+    """For --replay: a replay always starts from the top, so nothing is kept."""
+
+    records = False
+
+    def prepare(self) -> None:
+        """Nothing to prepare."""
+
+    def load(self) -> dict[str, Any] | None:
+        return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Nothing is kept."""
+
+    def set_aside(self, why: str) -> None:
+        """Nothing was loaded."""
+
+    def close(self) -> None:
+        """Nothing is open."""

@@ -1,0 +1,156 @@
+"""The state database: what a save writes, what a load gives back, and the real daemon on it."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from conftest import T0, csv_line, saved_state, wait_for
+from logmond import store
+from logmond.core.monitor import CoreConfig, Monitor
+
+CORE = CoreConfig(format="csv", threshold=Fraction(3), window=10, lateness=2, summary_interval=10, timeframe=60)
+KEY = [CORE.format, CORE.window, CORE.lateness, CORE.summary_interval, CORE.timeframe]
+
+
+def traffic(seconds: range) -> bytes:
+    """Six lines a second (the alert at 3/s fires), over 40 hosts and 3 sections."""
+    return "".join(csv_line(t, 7 * t + i, f"/s{(t + i) % 3}", 503 if i == 0 else 200).replace(
+        f'"10.0.0.{(7 * t + i) % 5}"', f'"10.0.{(7 * t + i) % 40}.1"') for t in seconds for i in range(6)).encode()
+
+
+def rows(db_path: Path, table: str) -> int:
+    db = sqlite3.connect(db_path)
+    try:
+        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        db.close()
+
+
+def opened(tmp_path: Path) -> store.Database:
+    db = store.Database(str(tmp_path / "state"))
+    db.prepare()
+    return db
+
+
+def resumed(db: store.Database) -> Monitor:
+    state = db.load()
+    assert state is not None and state["core"] == KEY
+    m = Monitor(CORE, record=True)
+    m.load(state["monitor"], records=state.get("records"), legacy_hosts=state.get("legacy_hosts"))
+    return m
+
+
+def same(a: Monitor, b: Monitor) -> None:
+    assert a.timeframe_summary() == b.timeframe_summary()
+    assert (a.lines, a.cursor, a.window_hits, a.alert.firing, a.alert.since) == \
+        (b.lines, b.cursor, b.window_hits, b.alert.firing, b.alert.since)
+    assert list(a.alert.history) == list(b.alert.history)
+
+
+def test_each_closed_block_and_event_is_written_once_and_the_state_resumes(tmp_path):
+    db = opened(tmp_path)
+    m = Monitor(CORE, record=True)
+    for t in range(T0, T0 + 200, 5):
+        m.feed(traffic(range(t, t + 5)))
+        db.save(store.snapshot(KEY, [], m))
+    path = tmp_path / "state" / store.NAME
+    # The timeframe holds 6 blocks of 10 s; the older ones were deleted as they left it.
+    assert rows(path, "blocks") == len(m.rollup.blocks) == 6
+    assert rows(path, "events") == len(m.alert.history) >= 1
+    same(resumed(db), m)
+    # Saved again with nothing new: no block or event is written twice.
+    db.save(store.snapshot(KEY, [], m))
+    assert rows(path, "blocks") == 6 and rows(path, "events") == len(m.alert.history)
+    same(resumed(db), m)
+
+
+def test_a_failed_save_loses_nothing_the_next_one_writes_it(tmp_path, monkeypatch):
+    db = opened(tmp_path)
+    m = Monitor(CORE, record=True)
+    m.feed(traffic(range(T0, T0 + 30)))
+    db.save(store.snapshot(KEY, [], m))
+    m.feed(traffic(range(T0 + 30, T0 + 60)))
+
+    def full(*args: object) -> bytes:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "_pack", full)
+    with pytest.raises(sqlite3.OperationalError):
+        db.save(store.snapshot(KEY, [], m))
+    monkeypatch.undo()
+    assert resumed(db).lines == 30 * 6, "the failed save changed nothing"
+    m.feed(traffic(range(T0 + 60, T0 + 70)))
+    db.save(store.snapshot(KEY, [], m))
+    same(resumed(db), m)
+
+
+def test_the_file_is_private_in_wal_mode_with_its_schema_version(tmp_path):
+    db = opened(tmp_path)
+    path = tmp_path / "state" / store.NAME
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert db.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+
+
+def test_a_0_1_checkpoint_is_imported_once_with_its_hosts(tmp_path):
+    old = Monitor(CORE)  # 0.1: the whole rollup, hosts and alert history in one state
+    old.feed(traffic(range(T0, T0 + 45)))
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "checkpoint.msgpack").write_bytes(msgpack.packb(
+        {"version": 1, "core": KEY, "positions": [], "monitor": old.to_state()}, use_bin_type=True))
+    db = store.Database(str(state_dir))
+    db.prepare()
+    m = resumed(db)
+    same(m, old)
+    db.save(store.snapshot(KEY, [], m))
+    assert not (state_dir / "checkpoint.msgpack").exists() and (state_dir / "checkpoint.msgpack.imported").exists()
+    assert rows(state_dir / store.NAME, "legacy_hosts") == 1
+    again = resumed(db)
+    same(again, old)
+    # Once the imported blocks have left the timeframe, their hosts state goes too.
+    for t in range(T0 + 45, T0 + 200, 5):
+        for mon in (again, old):
+            mon.feed(traffic(range(t, t + 5)))
+        db.save(store.snapshot(KEY, [], again))
+    assert rows(state_dir / store.NAME, "legacy_hosts") == 0
+    same(resumed(db), old)
+
+
+def test_a_newer_schema_is_refused_with_one_line_and_exit_2(tmp_path):
+    state_dir = tmp_path / "state"
+    opened(tmp_path).close()
+    db = sqlite3.connect(state_dir / store.NAME)
+    db.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
+    db.close()
+    log = tmp_path / "access.log"
+    log.write_text("")
+    proc = subprocess.run([sys.executable, "-m", "logmond", "--file", str(log), "--socket", str(tmp_path / "s"),
+                           "--state-dir", str(state_dir)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "newer than this logmond's" in proc.stderr, proc.stderr
+
+
+def test_the_daemon_resumes_from_its_database_after_kill_9(logmond, short_tmp):
+    log = short_tmp / "access.log"
+    now = int(time.time())
+    log.write_text("".join(csv_line(now - 30 + i // 10, i) for i in range(300)))
+    d = logmond("--from-start", "--summary-interval", "5", "--lateness", "1").start()
+    d.wait_lines(300)
+    wait_for(lambda: (saved_state(d.state) or {}).get("monitor", {}).get("lines") == 300, 10, "the state saved")
+    before = d.call("stats")["timeframe"]
+    assert d.stop(9) == -9
+    d.start()
+    st = d.status()
+    assert (st["lines"], st["parsed"]) == (300, 300)
+    assert d.call("stats")["timeframe"]["sections"] == before["sections"]
+    assert rows(d.state / store.NAME, "blocks") >= 1
