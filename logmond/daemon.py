@@ -38,6 +38,15 @@ FORMAT_WARNING_EVERY = 60.0
 INGEST_SLICE = 4 * 1024 * 1024
 # Durations of the once-a-second work kept for status's `tick` figures: the last ten minutes.
 TICK_SAMPLES = 600
+# The state row is replaced at most as often as keeps it within this many bytes a second on
+# average (a busy log's open blocks are large): a quarter of issue 10's 64 KiB/s once SQLite's WAL
+# has written it twice, leaving room for closed blocks. An ordinary log's row is saved every second.
+STATE_BYTES_PER_SECOND = 8 * 1024
+# ... and at least this often (seconds): after a crash, at most this much log is read again
+# (never counted twice: offsets and counts are saved together). Alert events force a save.
+MAX_CHECKPOINT_GAP = 10.0
+# Seconds between two warnings that the state database cannot be written (a full disk).
+SAVE_WARNING_EVERY = 60.0
 
 log = logging.getLogger("logmond")
 
@@ -62,7 +71,7 @@ class Store(Protocol):
 
     def prepare(self) -> None: ...
     def load(self) -> dict[str, Any] | None: ...
-    def save(self, state: dict[str, Any]) -> None: ...
+    def save(self, state: dict[str, Any]) -> int: ...
     def set_aside(self, why: str) -> None: ...
     def close(self) -> None: ...
 
@@ -91,6 +100,8 @@ class Daemon:
         self._stopping = False
         self._last_check = 0.0
         self._format_warned: float | None = None
+        self._next_checkpoint = 0.0  # monotonic time of the next unforced checkpoint
+        self._save_warned: float | None = None  # monotonic time of the last failed-save warning
         # Seconds each of the last TICK_SAMPLES ticks took (perf_counter), newest last.
         self.tick_seconds: deque[float] = deque(maxlen=TICK_SAMPLES)
 
@@ -245,7 +256,7 @@ class Daemon:
             self._ingest(self.source.check(INGEST_SLICE))
             if self.source.has_more():
                 self._schedule_read()
-        self._checkpoint()
+        self._checkpoint(force=False)
         self._warn_unreadable()
         self.server.publish_snapshot(self.ops.tick())
 
@@ -264,18 +275,29 @@ class Daemon:
             self.notifier.send("WATCHDOG=1")
             await asyncio.sleep(interval)
 
-    def _checkpoint(self) -> None:
-        """Save positions and counts together; a failure is logged, never fatal (next second retries)."""
+    def _checkpoint(self, force: bool = True) -> None:
+        """Save positions and counts together. Unforced (the once-a-second one), it waits while
+        the last state written is within the STATE_BYTES_PER_SECOND budget, at most
+        MAX_CHECKPOINT_GAP. A failure is logged at most once a minute, never fatal: what was not
+        written is in the next save."""
         assert self.source is not None
+        mono = time.monotonic()
+        if not force and mono < self._next_checkpoint:
+            return
         try:
-            self.store.save(snapshot(_core_key(self.core), [p.to_state() for p in self.source.positions()],
-                                     self.monitor))
-        except sqlite3.Error as exc:
-            log.error("cannot write the state database in %s: %s", self.settings.state_dir, exc)
-        except OSError as exc:
-            log.error("cannot write checkpoint in %s: %s", self.settings.state_dir, exc.strerror or exc)
-        except (ValueError, TypeError, OverflowError) as exc:
-            log.error("cannot encode the checkpoint: %s", exc)
+            written = self.store.save(snapshot(_core_key(self.core), [p.to_state() for p in self.source.positions()],
+                                               self.monitor))
+        except (sqlite3.Error, OSError, ValueError, TypeError, OverflowError) as exc:
+            self._next_checkpoint = mono
+            if self._save_warned is None or mono - self._save_warned >= SAVE_WARNING_EVERY:
+                self._save_warned = mono
+                log.warning("cannot write the state database in %s (%s): counting goes on in memory, "
+                            "and the next save that succeeds writes it all", self.settings.state_dir, exc)
+            return
+        if self._save_warned is not None:
+            log.info("the state database in %s is written again", self.settings.state_dir)
+            self._save_warned = None
+        self._next_checkpoint = mono + min(MAX_CHECKPOINT_GAP, max(TICK, written / STATE_BYTES_PER_SECOND)) - TICK / 2
 
     def _restore(self) -> list[Position] | None:
         """Positions to resume from (None: no usable checkpoint), loading the monitor's state."""

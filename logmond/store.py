@@ -153,10 +153,11 @@ class Database:
             log.info("importing the checkpoint %s into %s", self._imported, self.path)
         return state
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: dict[str, Any]) -> int:
         """Commit one state: `core`, `positions`, `monitor` (a recording monitor's to_state), the
         monitor's newly `closed` blocks, its `legacy_hosts` if any, the `first_seq` of the blocks
-        its rollup still holds, and its alert `events` (those not saved yet are added). Raises OSError or sqlite3.Error; nothing is lost then: the
+        its rollup still holds, and its alert `events` (those not saved yet are added); returns
+        the bytes of the state row. Raises OSError or sqlite3.Error; nothing is lost then: the
         next save writes what this one did not."""
         assert self.db is not None
         self._pending += state["closed"]
@@ -164,11 +165,11 @@ class Database:
             self._legacy = state["legacy_hosts"]
         first, end = state["first_seq"], state["monitor"]["rollup"]["next_seq"]
         events = [e for e in state["events"] if e["id"] > self._saved_event]
-        small = {k: state[k] for k in ("core", "positions", "monitor")}
+        small = _pack({k: state[k] for k in ("core", "positions", "monitor")})
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("INSERT OR REPLACE INTO state (id, data) VALUES (1, ?)", (_pack(small),))
+            db.execute("INSERT OR REPLACE INTO state (id, data) VALUES (1, ?)", (small,))
             db.executemany("INSERT OR REPLACE INTO blocks (seq, start, data) VALUES (?, ?, ?)",
                            [(r["seq"], r["start"], _pack(r)) for r in self._pending])
             db.execute("DELETE FROM blocks WHERE seq < ? OR seq >= ?", (first, end))
@@ -190,6 +191,7 @@ class Database:
             self._saved_event = events[-1]["id"]
         if self._imported is not None:
             self._move_imported()
+        return len(small)
 
     def _move_imported(self) -> None:
         assert self._imported is not None
@@ -241,8 +243,9 @@ class NoStore:
     def load(self) -> dict[str, Any] | None:
         return None
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: dict[str, Any]) -> int:
         """Nothing is kept."""
+        return 0
 
     def set_aside(self, why: str) -> None:
         """Nothing was loaded."""

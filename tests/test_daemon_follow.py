@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -304,3 +305,32 @@ def test_a_corrupt_state_database_is_kept_aside_and_logmond_starts_fresh(logmond
     # ... and a good state is written again.
     wait_for(lambda: (saved_state(short_tmp / "state") or {}).get("monitor", {}).get("lines") == 20,
              5, "a new checkpoint")
+
+
+def test_twenty_kill_9_at_random_moments_count_every_line_once(logmond, short_tmp, writer):
+    log = short_tmp / "access.log"
+    log.write_text("")
+    d = logmond("--from-start", *LIVE)
+    w = writer(log, rate=RATE).start()
+    rnd = random.Random(20)
+    counted = 0
+    for _ in range(20):
+        d.start()
+        # A random moment: some hundreds of lines into this run, mid-batch or between saves.
+        target = counted + rnd.randint(100, 1500)
+        counted = d.wait_lines(target, timeout=20)["lines"]
+        assert d.stop(signal.SIGKILL) == -signal.SIGKILL
+    d.start()
+    written = w.stop()
+    assert_exactly(d, written)
+
+
+def test_killed_before_its_first_tick_it_resumes_where_it_started(logmond, short_tmp):
+    log = short_tmp / "access.log"
+    log.write_text("".join(csv_line(int(time.time()), i) for i in range(50)))
+    d = logmond(*LIVE).start()  # no --from-start: it starts at the end, and must remember so
+    assert d.stop(signal.SIGKILL) == -signal.SIGKILL
+    with open(log, "a") as f:
+        f.write("".join(csv_line(int(time.time()), i) for i in range(7)))
+    d.start()
+    assert_exactly(d, 7)

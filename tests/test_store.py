@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -154,3 +155,55 @@ def test_the_daemon_resumes_from_its_database_after_kill_9(logmond, short_tmp):
     assert (st["lines"], st["parsed"]) == (300, 300)
     assert d.call("stats")["timeframe"]["sections"] == before["sections"]
     assert rows(d.state / store.NAME, "blocks") >= 1
+
+
+@pytest.fixture
+def small_disk(short_tmp):
+    """A 1 MiB tmpfs as the state dir, so that the test can fill it up."""
+    state = short_tmp / "state"
+    state.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(state)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs for the full-disk test: {done.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs for the full-disk test (needs root): {done.stderr.strip()}")
+    yield state
+    subprocess.run(["umount", "-l", str(state)], check=True)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the file system is full."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_disk_warns_once_counts_on_and_the_next_save_catches_up(logmond, short_tmp, small_disk, writer):
+    log = short_tmp / "access.log"
+    log.write_text("")
+    d = logmond("--from-start", "--lateness", "30", "--threshold", "1000000").start()
+    w = writer(log, rate=200).start()
+    w.more(200)
+    wait_for(lambda: (saved_state(small_disk) or {}).get("monitor", {}).get("lines", 0) >= 200, 10, "a save")
+    filler = fill(small_disk)
+    w.more(600)
+    first = d.status()["lines"]
+    wait_for(lambda: d.status()["lines"] >= first + 200, 10, "counting to go on while the disk is full")
+    wait_for(lambda: "cannot write the state database" in d.stderr(), 10, "the warning")
+    filler.unlink()
+    wait_for(lambda: "is written again" in d.stderr(), 15, "a save that succeeds")
+    assert d.stderr().count("cannot write the state database") == 1, "once a minute, not each second"
+    assert d.stop(signal.SIGKILL) == -signal.SIGKILL
+    d.start()
+    written = w.stop()
+    st = d.wait_lines(written, timeout=20)
+    st = d.status()
+    assert (st["lines"], st["parsed"], st["late"]) == (written, written, 0)
