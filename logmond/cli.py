@@ -100,6 +100,7 @@ def _run(args: argparse.Namespace) -> int:
         replay_speed=values["speed"] if values["replay"] else None,
         safety_check=values["safety_check"],
         drain_grace=values["drain_grace"],
+        history_days=values["history_days"],
     )
 
     def reload() -> settings.CoreConfig:

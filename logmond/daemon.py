@@ -62,6 +62,8 @@ class Settings:
     # Seconds between the source's safety checks, and a rotated file's drain grace.
     safety_check: float = 2.0
     drain_grace: float = 2.0
+    # Days of history rows and alert events the state database keeps.
+    history_days: int = 31
 
 
 class Store(Protocol):
@@ -400,7 +402,7 @@ def serve(settings: Settings, core: CoreConfig, reload: Callable[[], CoreConfig]
     logging.basicConfig(level=logging.INFO, format="logmond: %(levelname)s %(message)s")
     if settings.replay_speed is None:
         daemon = Daemon(settings, core, _follow(settings.file, settings.drain_grace), LiveClock(),
-                        Database(settings.state_dir), reload)
+                        Database(settings.state_dir, settings.history_days), reload)
     else:
         clock = ReplayClock()
         daemon = Daemon(settings, core, _replay(settings.file, settings.replay_speed, clock), clock,

@@ -12,7 +12,9 @@ Schema (PRAGMA user_version = SCHEMA_VERSION):
   the alert history;
 - blocks(seq, start, data): the rollup's closed blocks (Rollup.take_closed records), the ones the
   timeframe has left deleted at each save;
-- events(id, at, data): every alert and recovery event;
+- events(id, at, data): every alert and recovery event, kept history_days;
+- history(start, end, hits, data): one row per minute of log time with hits (core.window.history_row),
+  kept history_days;
 - legacy_hosts(id = 1, through, data): after importing a 0.1 checkpoint, the distinct-host state
   of its blocks, deleted once they have all left the timeframe.
 """
@@ -23,7 +25,7 @@ import os
 import sqlite3
 import time
 import zlib
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 
@@ -33,12 +35,15 @@ from logmond.core.errors import OperatorError
 from logmond.core.monitor import Monitor
 
 NAME = "logmond.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Creates what is missing, so it also migrates an older schema (1 had no history).
 SCHEMA = f"""
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (seq INTEGER PRIMARY KEY, start INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS history (start INTEGER PRIMARY KEY, end INTEGER NOT NULL, hits INTEGER NOT NULL,
+                                    data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS legacy_hosts (id INTEGER PRIMARY KEY CHECK (id = 1), through INTEGER NOT NULL,
                                          data BLOB NOT NULL);
 PRAGMA user_version = {SCHEMA_VERSION};
@@ -49,6 +54,10 @@ COMMIT;
 BUSY_TIMEOUT_MS = 200
 # zlib level of the blobs: the fastest, which already shrinks repetitive names several times.
 COMPRESSION = 1
+# Seconds between two purges of history rows and events older than history_days, and rows
+# deleted per statement: a purge never holds the database for more than a few milliseconds.
+PURGE_EVERY = 3600.0
+PURGE_BATCH = 2000
 # A blob larger than this is not ours (windows are bounded): refuse to load it.
 MAX_BLOB = 256 * 1024 * 1024
 
@@ -70,7 +79,8 @@ def snapshot(core: list[Any], positions: list[dict[str, Any]], monitor: Monitor)
     rollup = monitor.rollup
     return {"core": core, "positions": positions, "monitor": monitor.to_state(),
             "closed": rollup.take_closed(), "legacy_hosts": rollup.take_legacy_hosts(),
-            "first_seq": rollup.first_seq, "events": list(monitor.alert.history)}
+            "first_seq": rollup.first_seq, "events": list(monitor.alert.history),
+            "history": monitor.take_history()}
 
 
 class Database:
@@ -78,8 +88,13 @@ class Database:
 
     records = True  # the monitor hands closed blocks and events out once (Monitor(record=True))
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, history_days: int = 31, clock: Callable[[], float] = time.monotonic) -> None:
         self.state_dir = state_dir
+        self.history_days = history_days
+        self._clock = clock
+        self._next_purge = clock()
+        self._purging = False  # old rows are left: the next saves go on deleting them
+        self._rows: list[dict[str, Any]] = []  # history rows handed over, not yet committed
         self.path = os.path.join(state_dir, NAME)
         self.db: sqlite3.Connection | None = None
         # Closed blocks handed over but not yet committed (a failed save keeps them for the next).
@@ -116,7 +131,7 @@ class Database:
             if version > SCHEMA_VERSION:
                 raise OperatorError(f"{self.path} has schema version {version}, newer than this logmond's "
                                     f"{SCHEMA_VERSION}: run the newer logmond, or move the file away to start afresh")
-            if version == 0:
+            if version < SCHEMA_VERSION:
                 db.executescript(SCHEMA)
             db.execute("SELECT count(*) FROM state").fetchone()
         except BaseException:
@@ -161,6 +176,7 @@ class Database:
         next save writes what this one did not."""
         assert self.db is not None
         self._pending += state["closed"]
+        self._rows += state["history"]
         if state.get("legacy_hosts") is not None:
             self._legacy = state["legacy_hosts"]
         first, end = state["first_seq"], state["monitor"]["rollup"]["next_seq"]
@@ -175,6 +191,9 @@ class Database:
             db.execute("DELETE FROM blocks WHERE seq < ? OR seq >= ?", (first, end))
             db.executemany("INSERT OR REPLACE INTO events (id, at, data) VALUES (?, ?, ?)",
                            [(e["id"], e["at"], _pack(e)) for e in events])
+            db.executemany("INSERT OR REPLACE INTO history (start, end, hits, data) VALUES (?, ?, ?, ?)",
+                           [(r["start"], r["end"], r["hits"], _pack(r)) for r in self._rows])
+            self._purge()
             if self._legacy is not None and self._legacy[0] >= first:
                 db.execute("INSERT OR REPLACE INTO legacy_hosts (id, through, data) VALUES (1, ?, ?)",
                            (self._legacy[0], _pack(self._legacy[1])))
@@ -186,12 +205,31 @@ class Database:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        self._pending = []
+        self._pending, self._rows = [], []
         if events:
             self._saved_event = events[-1]["id"]
         if self._imported is not None:
             self._move_imported()
         return len(small)
+
+    def _purge(self) -> None:
+        """Once every PURGE_EVERY seconds, delete history rows and events older than history_days
+        (of log time, before the newest row), PURGE_BATCH at a time, one batch per save."""
+        now = self._clock()
+        if not self._purging and now < self._next_purge:
+            return
+        self._next_purge = now + PURGE_EVERY
+        assert self.db is not None
+        newest = self.db.execute("SELECT max(start) FROM history").fetchone()[0]
+        if newest is None:
+            return
+        cut = newest - self.history_days * 86400
+        deleted = 0
+        for table, column in (("history", "start"), ("events", "at")):
+            deleted += self.db.execute(
+                f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {column} < ? LIMIT ?)",
+                (cut, PURGE_BATCH)).rowcount
+        self._purging = deleted > 0
 
     def _move_imported(self) -> None:
         assert self._imported is not None
@@ -215,7 +253,7 @@ class Database:
             self.db.close()
             self.db = None
         self._set_aside(why)
-        self._pending, self._legacy, self._saved_event = [], None, 0
+        self._pending, self._rows, self._legacy, self._saved_event = [], [], None, 0
         self.db = self._open()
 
     def _set_aside(self, why: str) -> None:

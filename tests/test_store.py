@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
 import stat
 import subprocess
 import sys
 import time
+import zlib
+from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
@@ -207,3 +210,94 @@ def test_a_full_disk_warns_once_counts_on_and_the_next_save_catches_up(logmond, 
     st = d.wait_lines(written, timeout=20)
     st = d.status()
     assert (st["lines"], st["parsed"], st["late"]) == (written, written, 0)
+
+
+def history(db_path: Path) -> list[dict]:
+    db = sqlite3.connect(db_path)
+    try:
+        return [msgpack.unpackb(zlib.decompress(data), raw=False)
+                for (data,) in db.execute("SELECT data FROM history ORDER BY start")]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("interval", [10, 7, 120])
+def test_history_rows_are_the_minutes_of_the_log_counted_independently(tmp_path, interval):
+    core = CoreConfig(format="csv", threshold=Fraction(1000), window=10, lateness=2, summary_interval=interval,
+                      timeframe=600)
+    key = [core.format, core.window, core.lateness, core.summary_interval, core.timeframe]
+    db = opened(tmp_path)
+    m = Monitor(core, record=True)
+    rnd = random.Random(interval)
+    # Uneven traffic over 12 minutes with quiet gaps, statuses and sections known per line.
+    lines = [(t, n, f"/s{rnd.randrange(4)}", rnd.choice([200, 200, 404, 503]))
+             for n, t in enumerate(sorted(T0 + rnd.randrange(720) for _ in range(3000)))]
+    for i in range(0, len(lines), 500):
+        m.feed("".join(csv_line(t, n, path, status) for t, n, path, status in lines[i:i + 500]).encode())
+        db.save(store.snapshot(key, [], m))
+    m.advance(T0 + 2000)
+    db.save(store.snapshot(key, [], m))
+    span = max(60, interval)
+
+    def row_of(t: int) -> int:
+        # A block belongs to the row of its start (a block across a minute's end stays with its start).
+        block = t // interval * interval
+        return block // span * span
+
+    expected: dict[int, Counter] = {}
+    for t, n, path, status in lines:
+        c = expected.setdefault(row_of(t), Counter())
+        c["hits"] += 1
+        c[f"{status // 100}xx"] += 1
+        c[path.rsplit("/", 1)[0] if path.count("/") > 1 else path] += 1
+    got = {r["start"]: r for r in history(tmp_path / "state" / store.NAME)}
+    assert sorted(got) == sorted(expected)
+    for start, c in expected.items():
+        r = got[start]
+        assert r["end"] == start + span and r["hits"] == c["hits"]
+        assert r["status"] == {k: v for k, v in sorted(c.items()) if k.endswith("xx")}
+        assert dict(r["sections"]) == {k: v for k, v in c.items() if k.startswith("/")}
+
+
+def test_old_history_is_purged_hourly_in_batches_by_a_clock_the_test_controls(tmp_path, monkeypatch):
+    now = [0.0]
+    db = store.Database(str(tmp_path / "state"), history_days=1, clock=lambda: now[0])
+    db.prepare()
+    monkeypatch.setattr(store, "PURGE_BATCH", 50)
+    m = Monitor(CORE, record=True)
+    day = 86400
+    rows_in = [{"start": T0 + 60 * i, "end": T0 + 60 * i + 60, "hits": 1} for i in range(0, 2 * day // 60, 10)]
+    state = store.snapshot(KEY, [], m)
+    db.save({**state, "history": rows_in})
+    path = tmp_path / "state" / store.NAME
+    total = len(rows_in)
+    assert rows(path, "history") == total - 50, "a first purge at start, one batch"
+    db.save(store.snapshot(KEY, [], m))
+    assert rows(path, "history") == total - 100, "old rows are left: the next save goes on"
+    while True:  # batch after batch, until one finds nothing more to delete
+        before = rows(path, "history")
+        db.save(store.snapshot(KEY, [], m))
+        if rows(path, "history") == before:
+            break
+    kept = [r["start"] for r in history(path)]
+    newest = rows_in[-1]["start"]
+    assert min(kept) >= newest - day and len(kept) == sum(1 for r in rows_in if r["start"] >= newest - day)
+    db.save({**store.snapshot(KEY, [], m), "history": [{"start": newest + 600, "end": newest + 660, "hits": 1}]})
+    assert min(r["start"] for r in history(path)) == min(kept), "not before the hour is over"
+    now[0] += store.PURGE_EVERY
+    db.save(store.snapshot(KEY, [], m))
+    assert min(r["start"] for r in history(path)) >= newest + 600 - day
+
+
+def test_a_schema_1_database_is_migrated(tmp_path):
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    db = sqlite3.connect(state_dir / store.NAME)
+    db.executescript("CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL);"
+                     "CREATE TABLE blocks (seq INTEGER PRIMARY KEY, start INTEGER NOT NULL, data BLOB NOT NULL);"
+                     "CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, data BLOB NOT NULL);"
+                     "PRAGMA user_version = 1;")
+    db.close()
+    d = opened(tmp_path)
+    assert d.db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    assert rows(state_dir / store.NAME, "history") == 0

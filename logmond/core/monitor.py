@@ -18,7 +18,7 @@ from logmond.core import catalog
 from logmond.core.formats import LogFormat
 from logmond.core.parse import R_FORMAT, SAMPLE_CHARS, Record
 from logmond.core.settings import RELOADABLE, CoreConfig, core_config, core_values
-from logmond.core.window import Block, Rollup
+from logmond.core.window import Block, Rollup, history_row
 from shared.schema import TOTALS, Event
 
 # Malformed lines kept for inspection (the newest ones).
@@ -36,6 +36,8 @@ MAX_QUALITY_RUNS = 4096
 # A run of empty blocks longer than this is reported as one summary, so a timestamp far in the
 # future cannot make the monitor print forever. One day at the default interval.
 MAX_EMPTY_BLOCKS = 8640
+# Seconds of log time per history row (or the summary interval, when it is longer).
+HISTORY_SPAN = 60
 
 
 class Monitor:
@@ -78,6 +80,10 @@ class Monitor:
         self.next_block: int | None = None
         self.last_summary: Event | None = None
         self.rollup = Rollup(config.timeframe, config.summary_interval, record)
+        # Recording: the history row being filled (its start and the blocks of it merged so far),
+        # and the rows finished since the last take_history().
+        self._row: tuple[int, Block] | None = None
+        self._rows: list[dict[str, Any]] = []
         self.alert = AlertRule(config.threshold, config.window, config.hysteresis)
 
     # -- input ---------------------------------------------------------------------------
@@ -309,9 +315,36 @@ class Monitor:
         summary = (block or Block()).summary(start, end)
         if block is not None:
             self.rollup.push(start, block)
+        if self.record:
+            self._add_to_history(start, end, block)
         self.next_block = end
         self.last_summary = summary
         return [summary]
+
+    def _add_to_history(self, start: int, end: int, block: Block | None) -> None:
+        """Merge a closed block into the history row of its start (a minute, or the block itself
+        when the interval is longer); a row is finished once a block reaches its end."""
+        span = max(HISTORY_SPAN, self.config.summary_interval)
+        row_start = start // span * span
+        if self._row is not None and self._row[0] != row_start:
+            self._finish_row(span)
+        if block is not None and block.hits:
+            if self._row is None:
+                self._row = (row_start, Block())
+            self._row[1].merge(block)
+        if end >= row_start + span:
+            self._finish_row(span)
+
+    def _finish_row(self, span: int) -> None:
+        if self._row is not None:
+            start, block = self._row
+            self._rows.append(history_row(start, start + span, block))
+            self._row = None
+
+    def take_history(self) -> list[dict[str, Any]]:
+        """The history rows finished since the last call (recording only), oldest first."""
+        taken, self._rows = self._rows, []
+        return taken
 
     # -- views ---------------------------------------------------------------------------
     def totals(self) -> Event:
@@ -372,6 +405,7 @@ class Monitor:
             "alert": {**self.alert.to_state(), **({"history": []} if self.record else {})},
             "suspects": [[[*rec, sample] for rec, sample in group] for group in self.groups],
             "carry": self.carry,
+            "row": None if self._row is None else [self._row[0], self._row[1].to_state()],
         }
 
     def load(self, state: dict[str, Any], horizon: int | None = None, records: list[dict[str, Any]] | None = None,
@@ -399,6 +433,8 @@ class Monitor:
         # Absent from checkpoints written before the clock guard.
         self.groups = [_records(group) for group in state.get("suspects", [])]
         self.carry = [int(n) for n in state.get("carry", [])]
+        row = state.get("row")
+        self._row = None if row is None else (int(row[0]), Block.from_state(row[1]))
         self._repair(horizon)
 
     def _repair(self, horizon: int | None) -> None:

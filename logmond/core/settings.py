@@ -25,6 +25,8 @@ MAX_BLOCKS = 8_640
 # Longest safety-check period and drain grace, seconds: past a minute a lost event goes unseen
 # for too long, and a rotated file is held open for nothing.
 MAX_WAIT = 60
+# Most days of history kept: ten years of minute rows (about 5 million) is as far as anyone looks.
+MAX_HISTORY_DAYS = 3_650
 
 # Where a setting belongs: the pure core's CoreConfig, the daemon shell, or how the command runs.
 CORE, DAEMON, RUN = "core", "daemon", "run"
@@ -144,8 +146,11 @@ SETTINGS: tuple[Setting, ...] = (
             toml_what="a whole number of seconds", metavar="S", check=_timeframe),
     Setting("socket", "the Unix socket to serve", scope=DAEMON, metavar="PATH", toml=(str,),
             toml_what="a path string", shown_default="see below"),
-    Setting("state_dir", "where the checkpoint lives", scope=DAEMON, metavar="DIR", toml=(str,),
+    Setting("state_dir", "where the state database lives", scope=DAEMON, metavar="DIR", toml=(str,),
             toml_what="a path string", shown_default="see below"),
+    Setting("history_days", "days of per-minute history (and alert events) the state database keeps", default=31,
+            parse=_whole, toml=(int,), toml_what="a whole number of days", metavar="D", check=_between(1, MAX_HISTORY_DAYS, " days"),
+            scope=DAEMON),
     Setting("config", "TOML file with the same settings; flags win", scope=RUN, metavar="FILE",
             shown_default="`/etc/logmond/logmond.toml` if it exists"),
     Setting("from_start", "with no checkpoint, read the file from its start instead of its end", parse=None,

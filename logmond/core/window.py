@@ -23,6 +23,9 @@ KEEP_CLOSED = 100
 TOP_SECTIONS = 10
 TOP_HOSTS = 5
 TOP_VHOSTS = 10
+# Sections and hosts a history row names (issue 10: a minute's top 50 sections, top 20 hosts).
+HISTORY_SECTIONS = 50
+HISTORY_HOSTS = 20
 # Exact status codes and sections by 5xx answers a summary names (the viewer's extra panels).
 TOP_CODES = 10
 TOP_5XX = 10
@@ -192,6 +195,10 @@ class Block:
                 self.sec4xx[section] += n
             elif cls == 5:
                 self.sec5xx[section] += n
+        self._cap_sections()
+
+    def _cap_sections(self) -> None:
+        """Keep methods and sections (with their error counts) within MAX_TRACKED."""
         _cap(self.methods, MAX_TRACKED)
         if len(self.sections) > MAX_TRACKED:
             _cap(self.sections, MAX_TRACKED)
@@ -202,6 +209,29 @@ class Block:
                 errs.update(kept)
                 if folded:
                     errs[OTHER] += folded
+
+    def merge(self, other: Block) -> None:
+        """Add another block's counts, within the same bounds (a minute of history made of the
+        summary blocks in it)."""
+        self.hits += other.hits
+        self.bytes += other.bytes
+        for name in ("sections", "sec4xx", "sec5xx", "status", "codes", "methods", "vhosts"):
+            getattr(self, name).update(getattr(other, name))
+        self._cap_sections()
+        _cap(self.vhosts, MAX_TRACKED)
+        if self.sketch is not None or other.sketch is not None or len(self.hosts.keys() | other.hosts.keys()) > MAX_TRACKED:
+            sketch = self.host_sketch()
+            sketch.merge(other.host_sketch())
+            self.sketch = sketch
+        self.hosts.update(other.hosts)
+        _cap(self.hosts, MAX_TRACKED)
+        self.latency.merge(other.latency)
+        self.upstream.merge(other.upstream)
+        mine = self.section_latency
+        for section, sketch in other.section_latency.items():
+            if section not in mine and len(mine) >= MAX_SECTION_SKETCHES:
+                section = OTHER
+            mine.setdefault(section, QuantileSketch()).merge(sketch)
 
     def add_hosts(self, hosts: Sequence[str]) -> None:
         """Count one hit per element (a column of host names)."""
@@ -230,9 +260,9 @@ class Block:
         sketch.add(self.hosts)
         return sketch
 
-    def summary(self, start: int, end: int) -> dict[str, Any]:
-        """The summary event for [start, end)."""
-        top = [s for s in self.sections.most_common(TOP_SECTIONS + 1) if s[0] != OTHER][:TOP_SECTIONS]
+    def summary(self, start: int, end: int, sections: int = TOP_SECTIONS, hosts: int = TOP_HOSTS) -> dict[str, Any]:
+        """The summary event for [start, end), with the top `sections` and `hosts`."""
+        top = [s for s in self.sections.most_common(sections + 1) if s[0] != OTHER][:sections]
         timings = _timings(self.latency.summary(), self.upstream.summary(),
                            {name: self.section_latency[name].summary() for name, _ in top
                             if name in self.section_latency},
@@ -240,7 +270,7 @@ class Block:
         return _event(start, end, self.hits, self.bytes, top, self.sec4xx, self.sec5xx,
                       dict(sorted(self.status.items())), dict(self.methods.most_common()),
                       self.unique_hosts(), self.exact_hosts,
-                      [h for h in self.hosts.most_common(TOP_HOSTS + 1) if h[0] != OTHER][:TOP_HOSTS],
+                      [h for h in self.hosts.most_common(hosts + 1) if h[0] != OTHER][:hosts],
                       _ranked(self.codes, TOP_CODES), _ranked(self.sec5xx, TOP_5XX), timings)
 
     def to_state(self) -> dict[str, Any]:
@@ -284,6 +314,17 @@ def _load_timings(state: dict[str, Any], block: Block | ClosedBlock) -> tuple[
 
 # Counters of a closed block, and of the rollup's totals.
 _COUNTERS = ("status", "codes", "methods", "sections", "sec4xx", "sec5xx", "hosts")
+
+
+def history_row(start: int, end: int, block: Block) -> dict[str, Any]:
+    """One row of history for [start, end): its summary with the top HISTORY_SECTIONS sections
+    and HISTORY_HOSTS hosts, and the mergeable latency sketches, so that percentiles can be
+    given over any span of rows."""
+    row = block.summary(start, end, HISTORY_SECTIONS, HISTORY_HOSTS)
+    del row["type"]
+    row["latency_sketch"] = block.latency.to_state() if block.latency.count else None
+    row["upstream_sketch"] = block.upstream.to_state() if block.upstream.count else None
+    return row
 
 
 class ClosedBlock:
