@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any, Callable, Sequence
 
 from logmond import __version__
-from logmonctl import render
+from logmonctl import render, when
 from shared.cli import Parser, UsageError, quiet_broken_pipe, socket_help
 from shared.client import Client, ClientError
 from shared.paths import socket_path
 from shared.protocol import EVENT_ALERT, ApiError
-from shared.schema import alert_message
+from shared.schema import HISTORY_BY, alert_message
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 3  # also Nagios UNKNOWN
@@ -108,6 +109,33 @@ def _follow(path: str, since: int | None, as_json: bool) -> int:
     raise AssertionError("the push stream only ends by an exception")
 
 
+def cmd_history(args: argparse.Namespace, path: str) -> int:
+    """Steps of history from the daemon's database, a page per request until the span is done."""
+    now = time.time()
+    try:
+        since = when.parse(args.since, now)
+        until = int(now) if args.until is None else when.parse(args.until, now)
+        if since >= until:
+            raise ValueError(f"--since ({args.since}) must be before --until ({args.until or 'now'})")
+        step = when.step(args.step, since, until)
+    except ValueError as exc:
+        print(f"logmonctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    steps: list[dict[str, Any]] = []
+    with Client(path, CALL_TIMEOUT) as client:
+        start: int | None = since
+        while start is not None:
+            page = client.call("history", since=start, until=until, step=step, by=args.by)
+            if args.json:
+                for entry in page["steps"]:
+                    print(json_line(entry))
+            steps += [] if args.json else page["steps"]
+            start = page["next"]
+    if not args.json:
+        print("\n".join(render.history_text(steps, step, args.by)))
+    return EXIT_OK
+
+
 def cmd_watch(args: argparse.Namespace, path: str) -> int:
     from logmonctl.watch import run  # curses and friends only for the viewer
 
@@ -139,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--since", type=int, metavar="ID", help="only alerts after this id")
     stats = command("stats", cmd_stats, "last summary and the timeframe rollup as tables")
     stats.add_argument("--json", action="store_true", help="the daemon's stats reply as one JSON line")
+    hist = command("history", cmd_history, "traffic and alerts step by step, from the daemon's history")
+    hist.add_argument("--since", default="6h", metavar="WHEN",
+                      help="a duration back from now (90m, 6h, 7d) or an ISO 8601 time (default 6h)")
+    hist.add_argument("--until", metavar="WHEN", help="as --since (default now)")
+    hist.add_argument("--step", choices=tuple(when.STEPS), metavar="STEP",
+                      help=f"one of {', '.join(when.STEPS)} (default: the smallest giving at most {when.MAX_ROWS} rows)")
+    hist.add_argument("--by", choices=HISTORY_BY, help="the top 10 of each step by " + ", ".join(HISTORY_BY))
+    hist.add_argument("--json", action="store_true", help="one JSON object per step")
     command("watch", cmd_watch, "live full-screen viewer", aliases=["top"])
     return p
 

@@ -1,6 +1,7 @@
 """Text for logmonctl: daemon replies in, strings out. Pure, so every format is unit-tested."""
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -164,3 +165,37 @@ def stats_text(stats: dict[str, Any]) -> str:
     """`logmonctl stats`: the last complete summary, then the rollup over the timeframe."""
     return "\n".join([*summary_text("Last interval", stats["interval"]), "",
                       *summary_text("Timeframe", stats["timeframe"])])
+
+
+# Glyphs of the hits/s sparkline, lowest first (a blank for no hits at all).
+SPARKS = " ▁▂▃▄▅▆▇█"
+
+
+def spark(value: float, top: float) -> str:
+    """One sparkline glyph for `value` on a scale up to `top`."""
+    if value <= 0 or top <= 0:
+        return SPARKS[0]
+    return SPARKS[max(1, round(value / top * (len(SPARKS) - 1)))]
+
+
+def history_text(steps: list[dict[str, Any]], step: int, by: str | None) -> list[str]:
+    """`logmonctl history`: one aligned row per step with a sparkline of hits/s, latency when the
+    log has it and the alerts in it; with `by`, the step's top keys under it."""
+    timed = any(s["latency"] for s in steps)
+    top = max((s["rate"] for s in steps), default=0.0)
+    fmt = "%Y-%m-%d %H:%M" if step < 86400 else "%Y-%m-%d"
+    header = ["start (UTC)", "hits", "hits/s", "", "4xx", "5xx", "bytes", *(("p50", "p99") if timed else ()), "alerts"]
+    rows = []
+    for s in steps:
+        hits, status = s["hits"], s["status"]
+        lat = s["latency"]
+        alerts = ", ".join(f"{'ALERT' if e['type'] == 'alert' else 'recovered'} {iso_utc(e['at'])[11:19]}"
+                           for e in s["alerts"])
+        rows.append([time.strftime(fmt, time.gmtime(s["start"])), f"{hits:,}", f"{s['rate']:.2f}",
+                     spark(s["rate"], top), percent(status.get("4xx", 0), hits), percent(status.get("5xx", 0), hits),
+                     size(s["bytes"]), *((latency(lat["p50"]), latency(lat["p99"])) if lat else
+                                         (("-", "-") if timed else ())), alerts])
+        if by is not None:
+            rows += [[f"  {key}", f"{n:,}", "", "", percent(n, hits), "", "", *(("", "") if timed else ()), ""]
+                     for key, n in s["top"]]
+    return table(header, rows)

@@ -76,6 +76,7 @@ class Store(Protocol):
     def save(self, state: dict[str, Any]) -> int: ...
     def set_aside(self, why: str) -> None: ...
     def close(self) -> None: ...
+    def history(self, since: int, until: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
 
 
 # (the monitor, positions to resume, read a new file from its start?) -> the source.
@@ -359,7 +360,7 @@ class Daemon:
         return DaemonState(file=self.settings.file, started_at=self.started_at,
                            monitor=lambda: self.monitor, file_status=self._file_status,
                            clients=lambda: self.server.clients if self.server is not None else 0,
-                           tick_seconds=lambda: self.tick_seconds, stop=stop.set)
+                           tick_seconds=lambda: self.tick_seconds, history=self.store.history, stop=stop.set)
 
     def _file_status(self) -> dict[str, Any]:
         assert self.source is not None

@@ -16,11 +16,14 @@ from typing import Any, Callable, Sequence
 
 import psutil
 
-from logmond.core import replies
+from logmond.core import history, replies
 from logmond.core.monitor import Monitor
 from shared.protocol import BAD_REQUEST, PERMISSION, UNKNOWN_OP, ApiError
 
 log = logging.getLogger(__name__)
+
+# Minute rows one history reply reads at most (about 10 ms of the loop; a reply well under 1 MiB).
+HISTORY_PAGE_ROWS = 360
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class DaemonState:
     file_status: Callable[[], dict[str, Any]]   # the followed file: path, device, inode, offset, size
     clients: Callable[[], int]                  # connections served right now
     tick_seconds: Callable[[], Sequence[float]]  # how long the last ticks took, seconds, newest last
+    # History rows and alert events in [since, until) from the state database (store.Database.history).
+    history: Callable[[int, int], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
     stop: Callable[[], None]                    # ask the daemon to stop (it does so after this loop turn)
 
 
@@ -65,13 +70,28 @@ class Ops:
             return replies.stats(self.state.monitor())
         if op == "alerts":
             return replies.alerts(self.state.monitor(), _since(args))
+        if op == "history":
+            return self.history(args)
         if op == "shutdown":
             if not shutdown_allowed(peer_uid):
                 raise ApiError(PERMISSION, f"only root or uid {os.geteuid()} may stop logmond")
             log.info("shutdown requested by uid %d", peer_uid)
             self.state.stop()
             return {}
-        raise ApiError(UNKNOWN_OP, f"unknown op {op!r}: try status, stats, alerts, subscribe, ping")
+        raise ApiError(UNKNOWN_OP, f"unknown op {op!r}: try status, stats, alerts, history, subscribe, ping")
+
+    def history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Steps of history over [since, until), a page at a time: `next` says where the next
+        request starts (None at the end), so that no reply nears the message limit and no
+        request holds the loop for long."""
+        since, until, step, by = args.get("since"), args.get("until"), args.get("step"), args.get("by")
+        problem = history.check(since, until, step, by)
+        if problem:
+            raise ApiError(BAD_REQUEST, problem)
+        end = history.page_end(since, until, step, HISTORY_PAGE_ROWS)
+        first = since // step * step
+        rows, events = self.state.history(first, end)
+        return {"steps": history.steps(rows, events, since, end, step, by), "next": end if end < until else None}
 
     def status(self) -> dict[str, Any]:
         """The `status` reply, with the process figures of the last tick."""

@@ -212,6 +212,16 @@ class Database:
             self._move_imported()
         return len(small)
 
+    def history(self, since: int, until: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The history rows starting in [since, until) and the alert events at those times,
+        oldest first (only what the last commits hold: a backfill's rows appear whole)."""
+        assert self.db is not None
+        rows = [_unpack(data) for (data,) in self.db.execute(
+            "SELECT data FROM history WHERE start >= ? AND start < ? ORDER BY start", (since, until))]
+        events = [_unpack(data) for (data,) in self.db.execute(
+            "SELECT data FROM events WHERE at >= ? AND at < ? ORDER BY id", (since, until))]
+        return rows, events
+
     def _purge(self) -> None:
         """Once every PURGE_EVERY seconds, delete history rows and events older than history_days
         (of log time, before the newest row), PURGE_BATCH at a time, one batch per save."""
@@ -290,3 +300,7 @@ class NoStore:
 
     def close(self) -> None:
         """Nothing is open."""
+
+    def history(self, since: int, until: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """A replay keeps no history."""
+        return [], []

@@ -9,6 +9,9 @@ from typing import Any
 
 Event = dict[str, Any]
 
+# What `history` ranks per step with `by` (the socket op and logmonctl history --by).
+HISTORY_BY = ("section", "status", "host", "vhost")
+
 ALERT = "alert"
 RECOVER = "recover"
 SUMMARY = "summary"

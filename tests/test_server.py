@@ -57,7 +57,7 @@ class Owner:
         monitor = Monitor(CoreConfig())
         self.ops = Ops(DaemonState(file="/var/log/access.log", started_at=time.time(), monitor=lambda: monitor,
                                    file_status=dict, clients=lambda: 0, tick_seconds=tuple,
-                                   stop=self.shutdowns.set))
+                                   history=lambda since, until: ([], []), stop=self.shutdowns.set))
 
     def call(self, op: str, args: dict[str, Any], peer_uid: int | None) -> dict[str, Any]:
         if op == "status":
@@ -628,7 +628,7 @@ def test_ops_read_the_daemon_state_at_each_call() -> None:
     ops = Ops(DaemonState(file="/var/log/access.log", started_at=1000.0, monitor=lambda: current["monitor"],
                           file_status=lambda: {"path": "/var/log/access.log", "offset": 7},
                           clients=lambda: current["clients"], tick_seconds=lambda: current["ticks"],
-                          stop=lambda: stops.append(True)))
+                          history=lambda since, until: ([], []), stop=lambda: stops.append(True)))
     assert ops.hello_info() == {"file": "/var/log/access.log"}
     st = ops.call("status", {}, os.geteuid())
     assert (st["lines"], st["clients"], st["file"], st["started_at"]) == (0, 3, {"path": "/var/log/access.log",
