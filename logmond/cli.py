@@ -82,7 +82,9 @@ def _run(args: argparse.Namespace) -> int:
         values = resolve(args, {}, None)
         if not values["file"]:
             raise OperatorError("--once needs --file PATH (or --file - for stdin)")
-        return run_once(values["file"], settings.core_config(values), as_json=bool(values["json"]))
+        history_to = paths.state_dir(values["state_dir"]) if values["save_history"] else None
+        return run_once(values["file"], settings.core_config(values), as_json=bool(values["json"]),
+                        history_to=history_to)
     source, file_values = config_file.load(args.config)
     values = resolve(args, file_values, source)
     files = [values["file"]] if isinstance(values["file"], str) else values["file"] or []

@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import gc
 import json
+import sqlite3
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from logmond.core import catalog
+from logmond.core.errors import OperatorError
 from logmond.core.linebuffer import LineBuffer
 from logmond.core.monitor import Monitor
 from logmond.core.settings import CoreConfig
 from logmond.inputs import read_chunks
+from logmond.store import Database
 from shared.schema import ALERT, RECOVER, SUMMARY, Event, alert_message, iso_utc
 from shared.units import percentiles, size
 
@@ -22,6 +25,8 @@ EXIT_NO_FORMAT = 1
 MALFORMED_WARNING = 0.10
 # Characters of a line quoted in those messages.
 FIRST_LINE_CHARS = 120
+# Milliseconds a backfill waits for the daemon's lock on the same database (its commits are short).
+BACKFILL_BUSY_MS = 10_000
 
 
 def format_summary(s: Event) -> str:
@@ -59,13 +64,30 @@ def _writer(as_json: bool) -> Callable[[Event], None]:
     return write
 
 
-def run_once(paths: str | Sequence[str], config: CoreConfig, as_json: bool) -> int:
-    """Read every input in order as one stream; print events as they complete, then totals."""
+def _save_history(state_dir: str, rows: list[dict[str, Any]]) -> None:
+    """Add the rows to the state dir's history in one transaction, so that a daemon on the same
+    database sees all of them or none; minutes it has already are left as they are."""
+    db = Database(state_dir, busy_timeout_ms=BACKFILL_BUSY_MS)
+    db.prepare()
+    try:
+        added = db.add_history(rows)
+    except sqlite3.Error as exc:
+        raise OperatorError(f"cannot add the history to {db.path}: {exc}") from None
+    finally:
+        db.close()
+    print(f"logmond: history: {added} minute rows added to {db.path}, {len(rows) - added} it had already",
+          file=sys.stderr)
+
+
+def run_once(paths: str | Sequence[str], config: CoreConfig, as_json: bool, history_to: str | None = None) -> int:
+    """Read every input in order as one stream; print events as they complete, then totals; with
+    `history_to` (a state dir), add the minute rows read to its history (a backfill)."""
     paths = [paths] if isinstance(paths, str) else list(paths)
     # A short-lived batch run: the core makes no reference cycles, and the cyclic collector
     # would otherwise rescan millions of young tuples (about 7 % of the run).
     gc.disable()
-    monitor = Monitor(config)
+    monitor = Monitor(config, record=history_to is not None)
+    rows: list[dict[str, Any]] = []
     write = _writer(as_json)
     said_format = False
     for path in paths:
@@ -73,6 +95,9 @@ def run_once(paths: str | Sequence[str], config: CoreConfig, as_json: bool) -> i
         for data in read_chunks(path, READ_SIZE):
             for event in monitor.feed(lines.feed(data)):
                 write(event)
+            if history_to is not None:
+                monitor.rollup.take_closed()  # the rollup's blocks are the daemon's business
+                rows += monitor.take_history()
             if not as_json and not said_format and monitor.format and config.format == "auto":
                 extra = monitor.describe_format().get("extra")
                 plus = f" + {extra}" if extra else ""
@@ -83,6 +108,8 @@ def run_once(paths: str | Sequence[str], config: CoreConfig, as_json: bool) -> i
             write(event)
     for event in monitor.finish():
         write(event)
+    if history_to is not None:
+        _save_history(history_to, rows + monitor.take_history())
     totals = monitor.totals()
     if as_json:
         write(totals)

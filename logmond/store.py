@@ -88,8 +88,10 @@ class Database:
 
     records = True  # the monitor hands closed blocks and events out once (Monitor(record=True))
 
-    def __init__(self, state_dir: str, history_days: int = 31, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, state_dir: str, history_days: int = 31, clock: Callable[[], float] = time.monotonic,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.state_dir = state_dir
+        self.busy_timeout_ms = busy_timeout_ms
         self.history_days = history_days
         self._clock = clock
         self._next_purge = clock()
@@ -124,7 +126,7 @@ class Database:
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -211,6 +213,24 @@ class Database:
         if self._imported is not None:
             self._move_imported()
         return len(small)
+
+    def add_history(self, rows: list[dict[str, Any]]) -> int:
+        """A backfill: add the rows for minutes the history does not have, in one transaction;
+        how many were added."""
+        assert self.db is not None
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO history (start, end, hits, data) VALUES (?, ?, ?, ?)",
+                           [(r["start"], r["end"], r["hits"], _pack(r)) for r in rows])
+            added = db.total_changes - before
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return added
 
     def history(self, since: int, until: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The history rows starting in [since, until) and the alert events at those times,

@@ -84,3 +84,35 @@ def test_history_of_a_real_daemon_matches_the_log_minute_by_minute(logmond, shor
     assert any(glyph in human.stdout for glyph in render.SPARKS[1:])
     bad = ctl("history", "--socket", d.socket, "--since", "5x")
     assert bad.returncode == 64 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_a_backfill_adds_only_the_minutes_the_history_lacks_while_the_daemon_runs(logmond, short_tmp):
+    now = int(time.time())
+    m0 = now // 60 * 60 - 20 * 60
+    live = [(m0 + 5 * 60 + i % 300, "/live") for i in range(900)]     # minutes 5..9, the daemon's
+    old = [(m0 + i % 480, "/old") for i in range(1600)]              # minutes 0..7, rotated away
+    log = short_tmp / "access.log"
+    log.write_text("".join(csv_line(t, n, p) for n, (t, p) in enumerate(sorted(live))))
+    rotated = short_tmp / "access.log.1"
+    rotated.write_text("".join(csv_line(t, n, p) for n, (t, p) in enumerate(sorted(old))))
+    d = logmond("--from-start", "--lateness", "2").start()
+    d.wait_lines(len(live))
+    span = {"since": m0, "until": m0 + 10 * 60, "step": 60, "by": None}
+    wait_for(lambda: sum(s["hits"] for s in d.call("history", **span)["steps"]) == len(live), 20,
+             "the daemon's minutes in its history")
+
+    def backfill() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "logmond", "--once", "--file", str(rotated), "--state-dir",
+                               str(d.state), "--save-history", "--lateness", "2"], capture_output=True, text=True,
+                              timeout=60)
+
+    done = backfill()
+    assert done.returncode == 0, done.stderr
+    assert "history: 5 minute rows added" in done.stderr and "3 it had already" in done.stderr, done.stderr
+    steps = {s["start"]: s["hits"] for s in d.call("history", **span)["steps"]}
+    mine = Counter((t - m0) // 60 for t, _ in live)
+    theirs = Counter((t - m0) // 60 for t, _ in old)
+    assert steps == {m0 + 60 * k: (mine[k] if k >= 5 else theirs[k]) for k in range(10)}, "no minute counted twice"
+    again = backfill()
+    assert again.returncode == 0 and "history: 0 minute rows added" in again.stderr
+    assert {s["start"]: s["hits"] for s in d.call("history", **span)["steps"]} == steps

@@ -139,7 +139,10 @@ class Monitor:
             chunk.settle(end=True)
             chunk.count(self.counts)
             self._tally(chunk)
-        return events + self._close_timeline()
+        events += self._close_timeline()
+        if self.record:
+            self._finish_row(max(HISTORY_SPAN, self.config.summary_interval))
+        return events
 
     @property
     def format(self) -> str | None:

@@ -122,6 +122,8 @@ SETTINGS: tuple[Setting, ...] = (
             "follows one, and waits for it if it is missing in an existing directory", scope=RUN, metavar="PATH",
             toml=(str,), toml_what="a path string", shown_default="(required)", repeat=True),
     Setting("once", "read to the end, print, exit", parse=None, scope=RUN, default=False),
+    Setting("save_history", "with --once: add the minute rows of what it read to the history in --state-dir "
+            "(only minutes the history does not have)", parse=None, scope=RUN, default=False),
     Setting("json", "with --once: JSON Lines on stdout instead of human text", parse=None, scope=RUN,
             default=False),
     Setting("format", "`auto`, a preset (`csv`, `common` or `clf`, `combined`, `vcombined`, `json`, `caddy`, "
