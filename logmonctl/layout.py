@@ -31,6 +31,11 @@ STYLES = ("normal", "title", "head", "alert", "ok", "warn", "dim", "bar", "thres
 # `s` cycles the sections' order through these; `t` switches between these summaries.
 SORTS = ("hits", "5xx", "name")
 TABLES = ("interval", "timeframe")
+# `H` switches the chart between the live seconds of the alert window and the last day from the
+# daemon's minute history, at 1 to MAX_MINUTES_PER_COLUMN minutes a column as the width allows.
+CHARTS = ("live", "24h")
+HISTORY_MINUTES = 1440
+MAX_MINUTES_PER_COLUMN = 15
 # Seconds of snapshots the lines/s figure in the counts line is averaged over.
 RATE_SPAN = 10.0
 
@@ -91,6 +96,7 @@ def _help() -> list[Line]:
         "  t      show the last interval / the timeframe rollup",
         "  /      filter sections by a substring (Enter keeps it)",
         "  Esc    clear the filter",
+        "  H      chart: live seconds / the last day from history",
         "  h ?    show / hide this help",
         "",
         "Chart: hits per log second over the alert window, newest on the",
@@ -126,6 +132,9 @@ class View:
     help: bool = False
     filter: str = ""  # only sections whose name holds it
     editing: bool = False  # keys go to the filter
+    chart: str = CHARTS[0]
+    # The last day from history: {"end": epoch seconds, "rates": hits/s per minute, oldest first}.
+    history: dict[str, Any] | None = None
 
 
 def layout(view: View, width: int, height: int) -> list[Line]:
@@ -199,8 +208,7 @@ def dashboard(view: View, data: dict[str, Any], width: int, rows: int) -> list[L
     share = allocate(rows, need, [len(b) for b in history])
     shown = [line for block in newest_whole(history, share.history) for line in block]
     return [title(view, st, width), counts(view, st, width), banner(st, width),
-            chart_title(data, width),
-            *chart(data["seconds"], st["threshold"], data["window_end"], width - LABEL_WIDTH, share.chart),
+            *chart_part(view, data, width, share.chart),
             *side_by_side(lambda w: sections_table(summary, view, w), extras, width, share.panels),
             status_classes(summary, width),
             fit([(f"Alerts ({len(data['alerts'])} recent, newest last)", "head")], width),
@@ -262,6 +270,22 @@ def banner(st: dict[str, Any], width: int) -> Line:
 
 # -- the chart ------------------------------------------------------------------------------
 
+def chart_part(view: View, data: dict[str, Any], width: int, rows: int) -> list[Line]:
+    """The chart's title, its rows and its time axis: the live seconds, or the last day."""
+    threshold, plot = data["status"]["threshold"], width - LABEL_WIDTH
+    if view.chart == "live":
+        return [chart_title(data, width), *chart(data["seconds"], threshold, data["window_end"], plot, rows)]
+    minutes = min(HISTORY_MINUTES, plot * MAX_MINUTES_PER_COLUMN)
+    legend = (3, [(f"   {THRESHOLD_GLYPH * 3} threshold {number(threshold)}/s", "threshold")])
+    if view.history is None:
+        title = fields([(0, [("Hits/s from history", "head")]), (1, [(", loading…", "dim")]), legend], width)
+        return [title, *chart([], threshold, None, plot, rows)]
+    rates = view.history["rates"][-minutes:]
+    title = fields([(0, [("Hits/s", "head")]), (2, [(f" over the last {duration(len(rates) * 60)} from history", "head")]),
+                    (1, [(f", {number(len(rates) / plot)} min per column", "head")]), legend], width)
+    return [title, *chart(rates, threshold, view.history["end"], plot, rows, per=60)]
+
+
 def chart_title(data: dict[str, Any], width: int) -> Line:
     span = len(data["seconds"])
     per = span / max(1, width - LABEL_WIDTH)
@@ -272,10 +296,11 @@ def chart_title(data: dict[str, Any], width: int) -> Line:
                   width)
 
 
-def chart(seconds: list[int], threshold: float, end: int | None, width: int, height: int) -> list[Line]:
-    """`height` rows of bars over `width` columns (oldest second left, newest at the right edge),
-    the scale on the left from 0 on the bottom row, the threshold line on the row that holds it
-    wherever a bar leaves that cell empty; then the time axis."""
+def chart(seconds: list[float], threshold: float, end: int | None, width: int, height: int,
+          per: int = 1) -> list[Line]:
+    """`height` rows of bars over `width` columns (hits/s of each `per` seconds, oldest left, newest
+    at the right edge), the scale on the left from 0 on the bottom row, the threshold line on the
+    row that holds it wherever a bar leaves that cell empty; then the time axis."""
     values = columns(seconds, width)
     top = nice(max(max(values, default=0.0), threshold) * CHART_HEADROOM)
     step = top / height
@@ -292,7 +317,7 @@ def chart(seconds: list[int], threshold: float, end: int | None, width: int, hei
             else:
                 line.append((EIGHTHS[fill], "bar"))
         lines.append(merge(line))
-    return lines + [time_axis(len(seconds), end, width)]
+    return lines + [time_axis(len(seconds), end, width, per)]
 
 
 def nice(x: float) -> float:
@@ -303,7 +328,7 @@ def nice(x: float) -> float:
     return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= x * (1 - 1e-9))
 
 
-def columns(seconds: list[int], width: int) -> list[float]:
+def columns(seconds: list[float], width: int) -> list[float]:
     """`width` values, column c the mean hits/s over its share [c, c + 1) * len / width of the
     seconds (a second split between two columns counts in each for its part): the plot always
     fills its width, whether there are more seconds than columns or fewer."""
@@ -322,14 +347,17 @@ def columns(seconds: list[int], width: int) -> list[float]:
     return [(upto(min(n, (c + 1) * per)) - upto(c * per)) / per for c in range(width)]
 
 
-def time_axis(span: int, end: int | None, width: int) -> Line:
-    """The x axis under the plot: the log time (UTC) of the seconds at both ends and between."""
+def time_axis(span: int, end: int | None, width: int, per: int = 1) -> Line:
+    """The x axis under the plot: the time (UTC) of the values at both ends and between, `span`
+    values of `per` seconds ending at `end`."""
     axis = [THRESHOLD_GLYPH] * width
     if end is not None and span and width >= 8:
         ticks = max(2, width // TICK_SPACING)
         for k in range(ticks + 1):
             col = round(k * (width - 1) / ticks)
-            text = clock(end - span + min(span - 1, int((col + 0.5) * span / width)))
+            # The ends name the first and the last value; a tick between, the value under it.
+            index = 0 if k == 0 else span - 1 if k == ticks else min(span - 1, int((col + 0.5) * span / width))
+            text = clock(end - (span - index) * per)
             start = min(max(0, col - len(text) // 2), width - len(text))
             axis[start:start + len(text)] = text
     return [(f"{'':>{LABEL_WIDTH - 1}}{AXIS_CORNER}" + "".join(axis), "dim")]
@@ -585,6 +613,7 @@ def footer(view: View, width: int) -> Line:
     return fields([(0, [(" q quit", "dim")]), (1, [(f"  p {'resume' if view.paused else 'pause'}", "dim")]),
                    (2, [(f"  s sort: {view.sort}", "dim")]), (3, [(f"  t table: {view.table}", "dim")]),
                    (4, [("  / filter" + (" (Esc clears)" if view.filter else ""), "dim")]),
+                   (5, [(f"  H {view.chart}", "dim")]),
                    (0, [("  ? help", "dim")])], width)
 
 

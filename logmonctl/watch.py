@@ -13,6 +13,7 @@ import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple
 
 from logmonctl import screen
 from logmonctl.cli import EXIT_USAGE
-from logmonctl.layout import FILTER_MAX, RATE_SPAN, SORTS, TABLES, View, layout
+from logmonctl.layout import CHARTS, FILTER_MAX, HISTORY_MINUTES, RATE_SPAN, SORTS, TABLES, View, layout
 from shared.cli import Parser, UsageError, socket_help
 from shared.client import Client, ClientError
 from shared import paths
@@ -34,6 +35,8 @@ RETRY = 1.0
 CONNECT_TIMEOUT = 2.0
 # Seconds without a push (one comes every second) before the daemon counts as gone.
 STALL = 5.0
+# Seconds between two fetches of the last day while the chart shows history (its rows are minutes).
+HISTORY_REFRESH = 30.0
 # Bytes drained from the wake pipe per read.
 WAKE_READ = 4096
 # Key codes curses gives for Esc, Enter and Backspace (terminals differ on the last two).
@@ -120,6 +123,8 @@ def on_key(view: View, key: int) -> View | None:
         return replace(view, table=TABLES[(TABLES.index(view.table) + 1) % len(TABLES)])
     if key in (ord("?"), ord("h")):
         return replace(view, help=not view.help)
+    if key == ord("H"):
+        return replace(view, chart=CHARTS[(CHARTS.index(view.chart) + 1) % len(CHARTS)])
     return view
 
 
@@ -145,12 +150,24 @@ class Mailbox:
         self._lock = threading.Lock()
         self._wake_fd: int | None = wake_fd
         self._feed: Feed | None = None
+        self._history: dict[str, Any] | None = None
         self._failure: Exception | None = None
 
     def post(self, feed: Feed) -> None:
         with self._lock:
             self._feed = feed
             self._wake()
+
+    def post_history(self, history: dict[str, Any]) -> None:
+        with self._lock:
+            self._history = history
+            self._wake()
+
+    def take_history(self) -> dict[str, Any] | None:
+        """The newest history not taken yet, or None."""
+        with self._lock:
+            history, self._history = self._history, None
+            return history
 
     def fail(self, exc: Exception) -> None:
         """The feed thread died of a bug: the UI loop re-raises it (after restoring the terminal)."""
@@ -199,6 +216,30 @@ def follow(path: str, mailbox: Mailbox, halt: threading.Event) -> None:
         mailbox.fail(exc)
 
 
+def follow_history(path: str, mailbox: Mailbox, halt: threading.Event, wanted: threading.Event) -> None:
+    """While the chart shows history (`wanted`), fetch the last day of minutes every
+    HISTORY_REFRESH seconds; a failure leaves the last one shown (the live feed says what is wrong)."""
+    try:
+        while True:
+            wanted.wait()
+            if halt.is_set():
+                return
+            until = int(time.time()) // 60 * 60
+            try:
+                with Client(path, timeout=CONNECT_TIMEOUT, name=CLIENT_NAME) as client:
+                    rates, start = [], until - HISTORY_MINUTES * 60
+                    while start is not None:
+                        page = client.call("history", since=start, until=until, step=60, by=None)
+                        rates += [s["rate"] for s in page["steps"]]
+                        start = page["next"]
+                mailbox.post_history({"end": until, "rates": rates})
+            except (ClientError, ApiError):
+                pass
+            halt.wait(HISTORY_REFRESH)
+    except Exception as exc:
+        mailbox.fail(exc)
+
+
 # -- the shell -----------------------------------------------------------------------------
 
 def run(socket_path: str) -> int:
@@ -211,24 +252,32 @@ def run(socket_path: str) -> int:
     os.set_blocking(wake_w, False)
     mailbox = Mailbox(wake_w)
     halt = threading.Event()
+    wanted = threading.Event()  # the chart shows history: keep it fetched
     try:
         with signals(wake_w), screen.opened() as scr:
             threading.Thread(target=follow, args=(socket_path, mailbox, halt), name="logmond-feed", daemon=True).start()
-            return loop(scr, View(socket=socket_path), mailbox, wake_r)
+            threading.Thread(target=follow_history, args=(socket_path, mailbox, halt, wanted), name="logmond-history",
+                             daemon=True).start()
+            return loop(scr, View(socket=socket_path), mailbox, wake_r, wanted)
     except KeyboardInterrupt:
         return EXIT_OK
     except Terminated:
         return EXIT_TERM
     finally:
         halt.set()
+        wanted.set()  # wakes the history thread, which then sees halt
         mailbox.close()
         os.close(wake_r)
         os.close(wake_w)
 
 
-def loop(scr: screen.Screen, view: View, mailbox: Mailbox, wake_fd: int) -> int:
+def loop(scr: screen.Screen, view: View, mailbox: Mailbox, wake_fd: int, wanted: threading.Event) -> int:
     """Draw, sleep until something happens, apply it; again until `q`."""
     while True:
+        if view.chart == "live":
+            wanted.clear()
+        else:
+            wanted.set()
         scr.draw(layout(view, *scr.size()))
         select.select([sys.stdin.fileno(), wake_fd], [], [])
         if signal.SIGWINCH in drain(wake_fd):
@@ -239,6 +288,8 @@ def loop(scr: screen.Screen, view: View, mailbox: Mailbox, wake_fd: int) -> int:
             view = keyed
         if not view.paused and (feed := mailbox.take()) is not None:
             view = replace(view, data=feed.data, seq=feed.seq, lines_per_s=feed.lines_per_s, problem=feed.problem)
+        if not view.paused and (history := mailbox.take_history()) is not None:
+            view = replace(view, history=history)
 
 
 def drain(fd: int) -> bytes:

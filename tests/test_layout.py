@@ -367,3 +367,19 @@ def test_no_header_is_cut_at_any_width(width):
     assert " ".join(head[5:]) in ("share of hits", "share", "bar", "")
     title = text(table_title(traffic()["interval"], view(), width))
     assert title.endswith(("8 hits, 4.00/s", "8 hits", "(2s)", "21:10:20Z")), title
+
+
+def test_H_shows_the_last_day_from_history_at_up_to_15_minutes_a_column():
+    end = T0 // 60 * 60
+    rates = [float(i % 60 == 0) * 30 + 2 for i in range(1440)]
+    for width, height, shown in ((80, 24, "17h45m"), (200, 50, "1d00h")):
+        lines = screen(view(chart="24h", history={"end": end, "rates": rates}), width, height)
+        title = row(lines, "Hits/s")
+        assert f"over the last {shown} from history" in title
+        per = min(1440, (width - LABEL_WIDTH) * 15) / (width - LABEL_WIDTH)
+        assert f"{per:.2f}".rstrip("0").rstrip(".") + " min per column" in title
+        axis = next(line for line in lines if line[LABEL_WIDTH - 1:LABEL_WIDTH] == AXIS_CORNER)
+        minutes = min(1440, (width - LABEL_WIDTH) * 15)
+        assert axis[LABEL_WIDTH:].startswith(clock(end - minutes * 60)) and axis.endswith(clock(end - 60))
+        assert "H 24h" in lines[-1]
+    assert "loading" in row(screen(view(chart="24h")), "Hits/s")

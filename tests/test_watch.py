@@ -383,6 +383,18 @@ def test_slash_filters_the_sections(busy, term):
     assert t.exit_code() == 0 and t.restored()
 
 
+def test_H_switches_the_chart_to_the_last_day_from_history_and_back(busy, term):
+    t = term(busy.socket, 120, 40)
+    t.shows("Hits/s over the last 10 s of log time")
+    t.send(b"H")
+    t.shows("from history")
+    t.wait(lambda s: "H 24h" in s and "min per column" in s, "the day's chart")
+    t.send(b"H")
+    t.shows("Hits/s over the last 10 s of log time")
+    t.send(b"q")
+    assert t.exit_code() == 0 and t.restored()
+
+
 def test_waits_for_the_daemon_and_follows_its_restarts(logmond, short_tmp, term):
     (short_tmp / "access.log").write_text("")
     d = logmond(*FAST)
