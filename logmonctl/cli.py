@@ -73,15 +73,26 @@ def cmd_stats(args: argparse.Namespace, path: str) -> int:
 
 def cmd_alerts(args: argparse.Namespace, path: str) -> int:
     if not args.follow:
-        since = {} if args.since is None else {"since": args.since}
         show = json_line if args.json else alert_message
-        for event in _call(path, "alerts", **since)["events"]:
+        for event in _history(path, args.since):
             print(show(event))
         return EXIT_OK
     try:
         return _follow(path, args.since, args.json)
     except KeyboardInterrupt:
         return EXIT_OK  # Ctrl-C is how one leaves --follow
+
+
+def _history(path: str, since: int | None) -> list[dict[str, Any]]:
+    """Every alert event after id `since`, asking page after page while the daemon has more."""
+    events: list[dict[str, Any]] = []
+    with Client(path, CALL_TIMEOUT) as client:
+        while True:
+            page = client.call("alerts", **({} if since is None else {"since": since}))
+            events += page["events"]
+            if not page.get("more") or not page["events"]:
+                return events
+            since = page["events"][-1]["id"]
 
 
 def fresh_alerts(push: dict[str, Any], last: int) -> list[dict[str, Any]]:
@@ -98,10 +109,10 @@ def _follow(path: str, since: int | None, as_json: bool) -> int:
     firing between the history call and the subscription without a call while subscribed."""
     show = json_line if as_json else alert_message
     last = since or 0
+    for event in _history(path, since):
+        print(show(event), flush=True)
+        last = event["id"]
     with Client(path, CALL_TIMEOUT) as client:
-        for event in client.call("alerts", **({} if since is None else {"since": since}))["events"]:
-            print(show(event), flush=True)
-            last = event["id"]
         for push in client.subscribe(FOLLOW_SILENCE):
             for event in fresh_alerts(push, last):
                 print(show(event), flush=True)

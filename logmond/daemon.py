@@ -77,6 +77,7 @@ class Store(Protocol):
     def set_aside(self, why: str) -> None: ...
     def close(self) -> None: ...
     def history(self, since: int, until: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
+    def events(self, after: int, limit: int) -> list[dict[str, Any]] | None: ...
 
 
 # (the monitor, positions to resume, read a new file from its start?) -> the source.
@@ -360,7 +361,8 @@ class Daemon:
         return DaemonState(file=self.settings.file, started_at=self.started_at,
                            monitor=lambda: self.monitor, file_status=self._file_status,
                            clients=lambda: self.server.clients if self.server is not None else 0,
-                           tick_seconds=lambda: self.tick_seconds, history=self.store.history, stop=stop.set)
+                           tick_seconds=lambda: self.tick_seconds, history=self.store.history, events=self.store.events,
+                           stop=stop.set)
 
     def _file_status(self) -> dict[str, Any]:
         assert self.source is not None

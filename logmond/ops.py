@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # Minute rows one history reply reads at most (about 10 ms of the loop; a reply well under 1 MiB).
 HISTORY_PAGE_ROWS = 360
+# Alert events one `alerts` reply holds at most (about 150 bytes each: well under 1 MiB).
+ALERTS_PAGE = 2000
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class DaemonState:
     tick_seconds: Callable[[], Sequence[float]]  # how long the last ticks took, seconds, newest last
     # History rows and alert events in [since, until) from the state database (store.Database.history).
     history: Callable[[int, int], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+    # Alert events after an id from the state database, at most a number (None: not kept there).
+    events: Callable[[int, int], list[dict[str, Any]] | None]
     stop: Callable[[], None]                    # ask the daemon to stop (it does so after this loop turn)
 
 
@@ -69,7 +73,7 @@ class Ops:
         if op == "stats":
             return replies.stats(self.state.monitor())
         if op == "alerts":
-            return replies.alerts(self.state.monitor(), _since(args))
+            return self.alerts(_since(args))
         if op == "history":
             return self.history(args)
         if op == "shutdown":
@@ -79,6 +83,14 @@ class Ops:
             self.state.stop()
             return {}
         raise ApiError(UNKNOWN_OP, f"unknown op {op!r}: try status, stats, alerts, history, subscribe, ping")
+
+    def alerts(self, since: int | None) -> dict[str, Any]:
+        """Alert events after id `since`, oldest first, ALERTS_PAGE at a time from the state
+        database (`more`: ask again with the last id), or the monitor's recent ones."""
+        kept = self.state.events(since or 0, ALERTS_PAGE + 1)
+        if kept is None:
+            return {**replies.alerts(self.state.monitor(), since), "more": False}
+        return {"events": kept[:ALERTS_PAGE], "more": len(kept) > ALERTS_PAGE}
 
     def history(self, args: dict[str, Any]) -> dict[str, Any]:
         """Steps of history over [since, until), a page at a time: `next` says where the next

@@ -232,6 +232,13 @@ class Database:
             raise
         return added
 
+    def events(self, after: int, limit: int) -> list[dict[str, Any]] | None:
+        """Alert events with ids above `after`, oldest first, at most `limit` (all of them are
+        kept, for history_days)."""
+        assert self.db is not None
+        return [_unpack(data) for (data,) in self.db.execute(
+            "SELECT data FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit))]
+
     def history(self, since: int, until: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The history rows starting in [since, until) and the alert events at those times,
         oldest first (only what the last commits hold: a backfill's rows appear whole)."""
@@ -320,6 +327,10 @@ class NoStore:
 
     def close(self) -> None:
         """Nothing is open."""
+
+    def events(self, after: int, limit: int) -> list[dict[str, Any]] | None:
+        """Not kept: the monitor's own recent events are all there is."""
+        return None
 
     def history(self, since: int, until: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """A replay keeps no history."""

@@ -224,7 +224,7 @@ def test_alerts_history_and_since_filter(logmond, short_tmp):
     d.wait_lines(62)
     with Client(d.socket) as c:
         events = c.call("alerts")
-        assert set(events) == {"events"}
+        assert set(events) == {"events", "more"}
         events = events["events"]
         assert [e["id"] for e in events] == [1, 2, 3, 4]
         assert [(e["type"], e["at"], e["hits"]) for e in events] == [

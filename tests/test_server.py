@@ -57,7 +57,8 @@ class Owner:
         monitor = Monitor(CoreConfig())
         self.ops = Ops(DaemonState(file="/var/log/access.log", started_at=time.time(), monitor=lambda: monitor,
                                    file_status=dict, clients=lambda: 0, tick_seconds=tuple,
-                                   history=lambda since, until: ([], []), stop=self.shutdowns.set))
+                                   history=lambda since, until: ([], []), events=lambda after, limit: None,
+                                   stop=self.shutdowns.set))
 
     def call(self, op: str, args: dict[str, Any], peer_uid: int | None) -> dict[str, Any]:
         if op == "status":
@@ -628,7 +629,8 @@ def test_ops_read_the_daemon_state_at_each_call() -> None:
     ops = Ops(DaemonState(file="/var/log/access.log", started_at=1000.0, monitor=lambda: current["monitor"],
                           file_status=lambda: {"path": "/var/log/access.log", "offset": 7},
                           clients=lambda: current["clients"], tick_seconds=lambda: current["ticks"],
-                          history=lambda since, until: ([], []), stop=lambda: stops.append(True)))
+                          history=lambda since, until: ([], []), events=lambda after, limit: None,
+                          stop=lambda: stops.append(True)))
     assert ops.hello_info() == {"file": "/var/log/access.log"}
     st = ops.call("status", {}, os.geteuid())
     assert (st["lines"], st["clients"], st["file"], st["started_at"]) == (0, 3, {"path": "/var/log/access.log",
@@ -641,7 +643,7 @@ def test_ops_read_the_daemon_state_at_each_call() -> None:
     st = ops.call("status", {}, None)
     assert (st["lines"], st["clients"], st["tick"]["count"]) == (2, 4, 2)
     assert ops.tick()["status"]["lines"] == 2
-    assert ops.call("alerts", {"since": 0}, None) == {"events": []}
+    assert ops.call("alerts", {"since": 0}, None) == {"events": [], "more": False}
     for bad in ("1", True, 1.5):
         with pytest.raises(ApiError) as info:
             ops.call("alerts", {"since": bad}, None)
@@ -772,3 +774,20 @@ def test_only_the_services_socket_is_told_to_try_systemctl() -> None:
         "or start your own with `logmond --file LOG`")
     assert start_hint("/tmp/x/s.sock", user, 1000) == "is a logmond running with --socket /tmp/x/s.sock?"
     assert start_hint("/tmp/logmond-1000/logmond.sock", {}, 1000).startswith("is logmond running? the service")
+
+
+def test_alerts_come_from_the_state_database_a_page_at_a_time(monkeypatch):
+    kept = [{"id": i, "type": "alert", "at": i} for i in range(1, 12)]
+    ops = Ops(DaemonState(file="/var/log/access.log", started_at=1000.0, monitor=lambda: Monitor(CoreConfig()),
+                          file_status=dict, clients=lambda: 0, tick_seconds=tuple,
+                          history=lambda since, until: ([], []),
+                          events=lambda after, limit: [e for e in kept if e["id"] > after][:limit], stop=lambda: None))
+    monkeypatch.setattr("logmond.ops.ALERTS_PAGE", 4)
+    pages, since = [], 0
+    while True:
+        page = ops.call("alerts", {"since": since}, None)
+        pages.append([e["id"] for e in page["events"]])
+        if not page["more"]:
+            break
+        since = page["events"][-1]["id"]
+    assert pages == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11]]
