@@ -65,6 +65,7 @@ log = logging.getLogger("logmond.store")
 
 
 def _pack(value: Any) -> bytes:
+    """A blob as the tables hold it: zlib'd msgpack."""
     return zlib.compress(msgpack.packb(value, use_bin_type=True), COMPRESSION)
 
 
@@ -74,8 +75,8 @@ def _unpack(blob: bytes) -> Any:
 
 
 def snapshot(core: list[Any], positions: list[dict[str, Any]], monitor: Monitor) -> dict[str, Any]:
-    """What Database.save takes from a recording monitor: its state, the
-    blocks its rollup closed since the last snapshot, and its alert events."""
+    """What Database.save takes from a recording monitor: its state, the blocks its rollup closed
+    and the history rows it finished since the last snapshot, and its alert events."""
     rollup = monitor.rollup
     return {"core": core, "positions": positions, "monitor": monitor.to_state(),
             "closed": rollup.take_closed(), "legacy_hosts": rollup.take_legacy_hosts(),
@@ -91,19 +92,21 @@ class Database:
     def __init__(self, state_dir: str, history_days: int = 31, clock: Callable[[], float] = time.monotonic,
                  busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.state_dir = state_dir
-        self.busy_timeout_ms = busy_timeout_ms
+        self.path = os.path.join(state_dir, NAME)
         self.history_days = history_days
+        self.busy_timeout_ms = busy_timeout_ms
+        self.db: sqlite3.Connection | None = None
+        # Handed over but not yet committed, so that a failed save loses none of them: closed
+        # blocks, history rows, the 0.1 checkpoint's hosts state.
+        self._pending: list[dict[str, Any]] = []
+        self._rows: list[dict[str, Any]] = []
+        self._legacy: tuple[int, dict[str, Any]] | None = None
+        self._saved_event = 0  # the newest alert event id committed
+        self._imported: str | None = None  # the 0.1 checkpoint to move aside once saved here
+        # Purges of old rows: monotonic time of the next one, and whether the last left some.
         self._clock = clock
         self._next_purge = clock()
-        self._purging = False  # old rows are left: the next saves go on deleting them
-        self._rows: list[dict[str, Any]] = []  # history rows handed over, not yet committed
-        self.path = os.path.join(state_dir, NAME)
-        self.db: sqlite3.Connection | None = None
-        # Closed blocks handed over but not yet committed (a failed save keeps them for the next).
-        self._pending: list[dict[str, Any]] = []
-        self._legacy: tuple[int, dict[str, Any]] | None = None
-        self._saved_event = 0
-        self._imported: str | None = None  # the 0.1 checkpoint to move aside once saved here
+        self._purging = False
 
     def prepare(self) -> None:
         """Create the state dir and open the database (OperatorError if logmond cannot)."""
