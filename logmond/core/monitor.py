@@ -18,7 +18,7 @@ from logmond.core import catalog
 from logmond.core.formats import LogFormat
 from logmond.core.parse import R_FORMAT, SAMPLE_CHARS, Record
 from logmond.core.settings import RELOADABLE, CoreConfig, core_config, core_values
-from logmond.core.window import Block, Rollup, history_row
+from logmond.core.window import HISTORY_TRACKED, Block, Rollup, history_row
 from shared.schema import TOTALS, Event
 
 # Malformed lines kept for inspection (the newest ones).
@@ -334,7 +334,7 @@ class Monitor:
         if block is not None and block.hits:
             if self._row is None:
                 self._row = (row_start, Block())
-            self._row[1].merge(block)
+            self._row[1].merge(block, HISTORY_TRACKED)
         if end >= row_start + span:
             self._finish_row(span)
 

@@ -26,6 +26,10 @@ TOP_VHOSTS = 10
 # Sections and hosts a history row names (issue 10: a minute's top 50 sections, top 20 hosts).
 HISTORY_SECTIONS = 50
 HISTORY_HOSTS = 20
+# Sections and hosts a history row keeps while it fills (and the state database saves with it):
+# twenty times what it names, which keeps the top 50 right for all but contrived traffic, and the
+# row small enough to save within a tick. Past it, a minute's distinct hosts are estimated.
+HISTORY_TRACKED = 1_000
 # Exact status codes and sections by 5xx answers a summary names (the viewer's extra panels).
 TOP_CODES = 10
 TOP_5XX = 10
@@ -195,13 +199,13 @@ class Block:
                 self.sec4xx[section] += n
             elif cls == 5:
                 self.sec5xx[section] += n
-        self._cap_sections()
+        self._cap_sections(MAX_TRACKED)
 
-    def _cap_sections(self) -> None:
-        """Keep methods and sections (with their error counts) within MAX_TRACKED."""
-        _cap(self.methods, MAX_TRACKED)
-        if len(self.sections) > MAX_TRACKED:
-            _cap(self.sections, MAX_TRACKED)
+    def _cap_sections(self, limit: int) -> None:
+        """Keep methods and sections (with their error counts) within `limit`."""
+        _cap(self.methods, limit)
+        if len(self.sections) > limit:
+            _cap(self.sections, limit)
             for errs in (self.sec4xx, self.sec5xx):
                 kept = {s: n for s, n in errs.items() if s in self.sections}
                 folded = sum(errs.values()) - sum(kept.values())
@@ -210,21 +214,21 @@ class Block:
                 if folded:
                     errs[OTHER] += folded
 
-    def merge(self, other: Block) -> None:
-        """Add another block's counts, within the same bounds (a minute of history made of the
-        summary blocks in it)."""
+    def merge(self, other: Block, limit: int = MAX_TRACKED) -> None:
+        """Add another block's counts, keeping `limit` sections, hosts and vhosts (a minute of
+        history made of the summary blocks in it); past it, distinct hosts are estimated."""
         self.hits += other.hits
         self.bytes += other.bytes
         for name in ("sections", "sec4xx", "sec5xx", "status", "codes", "methods", "vhosts"):
             getattr(self, name).update(getattr(other, name))
-        self._cap_sections()
-        _cap(self.vhosts, MAX_TRACKED)
-        if self.sketch is not None or other.sketch is not None or len(self.hosts.keys() | other.hosts.keys()) > MAX_TRACKED:
+        self._cap_sections(limit)
+        _cap(self.vhosts, limit)
+        if self.sketch is not None or other.sketch is not None or len(self.hosts.keys() | other.hosts.keys()) > limit:
             sketch = self.host_sketch()
             sketch.merge(other.host_sketch())
             self.sketch = sketch
         self.hosts.update(other.hosts)
-        _cap(self.hosts, MAX_TRACKED)
+        _cap(self.hosts, limit)
         self.latency.merge(other.latency)
         self.upstream.merge(other.upstream)
         mine = self.section_latency
