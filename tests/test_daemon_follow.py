@@ -311,6 +311,7 @@ def test_twenty_kill_9_at_random_moments_count_every_line_once(logmond, short_tm
     log = short_tmp / "access.log"
     log.write_text("")
     d = logmond("--from-start", *LIVE)
+    started = int(time.time())
     w = writer(log, rate=RATE).start()
     rnd = random.Random(20)
     counted = 0
@@ -322,7 +323,14 @@ def test_twenty_kill_9_at_random_moments_count_every_line_once(logmond, short_tm
         assert d.stop(signal.SIGKILL) == -signal.SIGKILL
     d.start()
     written = w.stop()
-    assert_exactly(d, written)
+    # One line two minutes on closes every minute the writer wrote in, so that its history rows
+    # are all written: they must hold every line once too.
+    with open(log, "a") as f:
+        f.write(csv_line(int(time.time()) + 120, 0))
+    assert_exactly(d, written + 1)
+    span = {"since": started - 60, "until": int(time.time()) + 300, "step": 60, "by": None}
+    wait_for(lambda: sum(s["hits"] for s in d.call("history", **span)["steps"]) == written, 20,
+             "the history minutes to sum to the lines written")
 
 
 def test_killed_before_its_first_tick_it_resumes_where_it_started(logmond, short_tmp):
