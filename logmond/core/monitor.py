@@ -42,8 +42,9 @@ HISTORY_SPAN = 60
 
 class Monitor:
     def __init__(self, config: CoreConfig, record: bool = False) -> None:
-        # For the state database: closed blocks and alert events are handed out once
-        # (Rollup.take_closed, alert.history) instead of being part of every to_state().
+        # For the state database: closed blocks, alert events and history rows are handed out
+        # once (Rollup.take_closed, alert.history, take_history) instead of being part of every
+        # to_state().
         self.record = record
         config.check()
         self.config = config
