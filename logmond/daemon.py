@@ -14,10 +14,10 @@ import sqlite3
 import sys
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 
-from logmond.store import Database, NoStore, snapshot
 from logmond.clock import LiveClock
 from logmond.core.errors import OperatorError
 from logmond.core.monitor import Monitor
@@ -27,6 +27,7 @@ from logmond.ops import DaemonState, Ops
 from logmond.replay import ReplayClock, Replayer
 from logmond.server import AlreadyRunning, Server
 from logmond.source import Clock, Source
+from logmond.store import Database, NoStore, snapshot
 from logmond.tail import Follower, Position
 from shared.schema import ALERT, RECOVER, Event, alert_message
 
@@ -78,6 +79,7 @@ class Store(Protocol):
     def close(self) -> None: ...
     def history(self, since: int, until: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
     def events(self, after: int, limit: int) -> list[dict[str, Any]] | None: ...
+    def close_reader(self) -> None: ...
 
 
 # (the monitor, positions to resume, read a new file from its start?) -> the source.
@@ -106,6 +108,8 @@ class Daemon:
         self._format_warned: float | None = None
         self._next_checkpoint = 0.0  # monotonic time of the next unforced checkpoint
         self._save_warned: float | None = None  # monotonic time of the last failed-save warning
+        # The one thread that reads history for the socket API, so that requests queue there.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logmond-history")
         # Seconds each of the last TICK_SAMPLES ticks took (perf_counter), newest last.
         self.tick_seconds: deque[float] = deque(maxlen=TICK_SAMPLES)
 
@@ -165,6 +169,8 @@ class Daemon:
         self._unwatch(self.source)
         try:
             self._checkpoint()
+            self._reader.submit(self.store.close_reader)
+            self._reader.shutdown(wait=True, cancel_futures=True)
             self.store.close()
         finally:
             try:
@@ -361,8 +367,12 @@ class Daemon:
         return DaemonState(file=self.settings.file, started_at=self.started_at,
                            monitor=lambda: self.monitor, file_status=self._file_status,
                            clients=lambda: self.server.clients if self.server is not None else 0,
-                           tick_seconds=lambda: self.tick_seconds, history=self.store.history, events=self.store.events,
-                           stop=stop.set)
+                           tick_seconds=lambda: self.tick_seconds, history=self.store.history,
+                           in_thread=self._in_reader, events=self.store.events, stop=stop.set)
+
+    def _in_reader(self, work: Callable[[], Any]) -> Awaitable[Any]:
+        """Run `work` in the history thread (its reads and sums must not hold the loop)."""
+        return asyncio.get_running_loop().run_in_executor(self._reader, work)
 
     def _file_status(self) -> dict[str, Any]:
         assert self.source is not None

@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
+import inspect
 import logging
 import os
 import socket
 import stat
 import struct
 from collections import deque
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 import msgpack
 
@@ -72,8 +74,9 @@ _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 class Api(Protocol):
     """The request/reply operations the server carries (logmond.ops.Ops)."""
 
-    def call(self, op: str, args: dict[str, Any], peer_uid: int | None) -> dict[str, Any]:
-        """The result map of every op but hello and subscribe; ApiError (UNKNOWN_OP for an op it lacks)."""
+    def call(self, op: str, args: dict[str, Any], peer_uid: int | None) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+        """The result map of every op but hello and subscribe, or an awaitable of it for an op
+        whose work runs off the loop; ApiError (UNKNOWN_OP for an op it lacks)."""
         ...
 
     def hello_info(self) -> dict[str, Any]:
@@ -121,6 +124,7 @@ class _Connection(asyncio.Protocol):
         self.stalled = 0                 # snapshots put in the mailbox since the transport last drained
         self.alerts: deque[bytes] = deque()
         self.timers: dict[str, asyncio.TimerHandle] = {}  # by purpose: hello, idle, message, abort
+        self.waiting: asyncio.Future[dict[str, Any]] | None = None  # the one request answered off the loop
 
     def __repr__(self) -> str:
         if self.peer is None:
@@ -154,6 +158,9 @@ class _Connection(asyncio.Protocol):
         self.snapshot = None
         self.alerts.clear()
         self.unpacker = None
+        if self.waiting is not None:
+            self.waiting.cancel()
+            self.waiting = None
         if self.transport is not None:
             _break_transport_cycle(self.transport)
             self.transport = None
@@ -231,7 +238,13 @@ class _Connection(asyncio.Protocol):
             if op == "subscribe":
                 self.subscribe(rid)
                 return
+            if self.waiting is not None:
+                raise p.ApiError(p.BUSY, "one request at a time: wait for the reply to the one before")
             result = self.server.api.call(op, args, self.peer[1] if self.peer else None)
+            if inspect.isawaitable(result):
+                self.waiting = asyncio.ensure_future(result)
+                self.waiting.add_done_callback(functools.partial(self._answered, rid, op))
+                return
             if not isinstance(result, dict):
                 raise TypeError(f"the api returned {type(result).__name__} for {op!r}, not a dict")
             self.respond(rid, result)
@@ -240,6 +253,20 @@ class _Connection(asyncio.Protocol):
         except Exception:
             log.exception("request %r from %r failed", op, self)
             self.send(p.error(rid, p.INTERNAL, f"internal error in {op!r}; see the logmond log"))
+
+    def _answered(self, rid: int, op: str, done: asyncio.Future[dict[str, Any]]) -> None:
+        """The reply to a request answered off the loop, once its work is done."""
+        if done.cancelled() or self.waiting is not done:
+            return
+        self.waiting = None
+        exc = done.exception()
+        if isinstance(exc, p.ApiError):
+            self.send(p.error(rid, exc.code, exc.message))
+        elif exc is not None:
+            log.error("request %r from %r failed", op, self, exc_info=exc)
+            self.send(p.error(rid, p.INTERNAL, f"internal error in {op!r}; see the logmond log"))
+        else:
+            self.respond(rid, done.result())
 
     def hello(self, rid: int, args: dict[str, Any]) -> None:
         version, client = args.get("protocol"), args.get("client", "?")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 import time
 import zlib
 from typing import Any, Callable
@@ -107,6 +108,7 @@ class Database:
         self._clock = clock
         self._next_purge = clock()
         self._purging = False
+        self._readers = threading.local()  # each reading thread's connection (history)
 
     def prepare(self) -> None:
         """Create the state dir and open the database (OperatorError if logmond cannot)."""
@@ -245,12 +247,28 @@ class Database:
     def history(self, since: int, until: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The history rows starting in [since, until) and the alert events at those times,
         oldest first (only what the last commits hold: a backfill's rows appear whole)."""
-        assert self.db is not None
-        rows = [_unpack(data) for (data,) in self.db.execute(
+        db = self._reader()
+        rows = [_unpack(data) for (data,) in db.execute(
             "SELECT data FROM history WHERE start >= ? AND start < ? ORDER BY start", (since, until))]
-        events = [_unpack(data) for (data,) in self.db.execute(
+        events = [_unpack(data) for (data,) in db.execute(
             "SELECT data FROM events WHERE at >= ? AND at < ? ORDER BY id", (since, until))]
         return rows, events
+
+    def close_reader(self) -> None:
+        """In a reading thread, at shutdown: its connection closed, so the last close folds the WAL."""
+        db = getattr(self._readers, "db", None)
+        if db is not None:
+            db.close()
+            self._readers.db = None
+
+    def _reader(self) -> sqlite3.Connection:
+        """The calling thread's own connection for reading history (the daemon reads it in a
+        thread apart, while the loop's connection writes)."""
+        db = getattr(self._readers, "db", None)
+        if db is None:
+            db = self._readers.db = sqlite3.connect(self.path)
+            db.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+        return db
 
     def _purge(self) -> None:
         """Once every PURGE_EVERY seconds, delete history rows and events older than history_days
@@ -338,3 +356,6 @@ class NoStore:
     def history(self, since: int, until: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """A replay keeps no history."""
         return [], []
+
+    def close_reader(self) -> None:
+        """Nothing is open."""

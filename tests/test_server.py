@@ -48,16 +48,23 @@ def wait_until(cond: Callable[[], bool], what: str) -> None:
         time.sleep(0.005)
 
 
+
+async def inline(work):
+    """DaemonState.in_thread for tests: the work done at once."""
+    return work()
+
+
 class Owner:
     """A fake daemon behind the real ops: its status counts calls, and it adds an echo and a failing op."""
 
     def __init__(self) -> None:
         self.calls = 0
         self.shutdowns = threading.Event()
+        self.release = threading.Event()
         monitor = Monitor(CoreConfig())
         self.ops = Ops(DaemonState(file="/var/log/access.log", started_at=time.time(), monitor=lambda: monitor,
                                    file_status=dict, clients=lambda: 0, tick_seconds=tuple,
-                                   history=lambda since, until: ([], []), events=lambda after, limit: None,
+                                   history=lambda since, until: ([], []), in_thread=inline, events=lambda after, limit: None,
                                    stop=self.shutdowns.set))
 
     def call(self, op: str, args: dict[str, Any], peer_uid: int | None) -> dict[str, Any]:
@@ -68,7 +75,16 @@ class Owner:
             return {"args": args}
         if op == "boom":
             raise RuntimeError("secret detail")
+        if op == "slow":
+            return self._slow(args)
         return self.ops.call(op, args, peer_uid)
+
+    async def _slow(self, args: dict[str, Any]) -> dict[str, Any]:
+        """An op answered off the loop, once the test sets `release`."""
+        await asyncio.get_running_loop().run_in_executor(None, self.release.wait)
+        if args.get("fail"):
+            raise RuntimeError("secret detail")
+        return {"slow": True}
 
     def hello_info(self) -> dict[str, Any]:
         return self.ops.hello_info()
@@ -629,7 +645,7 @@ def test_ops_read_the_daemon_state_at_each_call() -> None:
     ops = Ops(DaemonState(file="/var/log/access.log", started_at=1000.0, monitor=lambda: current["monitor"],
                           file_status=lambda: {"path": "/var/log/access.log", "offset": 7},
                           clients=lambda: current["clients"], tick_seconds=lambda: current["ticks"],
-                          history=lambda since, until: ([], []), events=lambda after, limit: None,
+                          history=lambda since, until: ([], []), in_thread=inline, events=lambda after, limit: None,
                           stop=lambda: stops.append(True)))
     assert ops.hello_info() == {"file": "/var/log/access.log"}
     st = ops.call("status", {}, os.geteuid())
@@ -780,7 +796,7 @@ def test_alerts_come_from_the_state_database_a_page_at_a_time(monkeypatch):
     kept = [{"id": i, "type": "alert", "at": i} for i in range(1, 12)]
     ops = Ops(DaemonState(file="/var/log/access.log", started_at=1000.0, monitor=lambda: Monitor(CoreConfig()),
                           file_status=dict, clients=lambda: 0, tick_seconds=tuple,
-                          history=lambda since, until: ([], []),
+                          history=lambda since, until: ([], []), in_thread=inline,
                           events=lambda after, limit: [e for e in kept if e["id"] > after][:limit], stop=lambda: None))
     monkeypatch.setattr("logmond.ops.ALERTS_PAGE", 4)
     pages, since = [], 0
@@ -791,3 +807,23 @@ def test_alerts_come_from_the_state_database_a_page_at_a_time(monkeypatch):
             break
         since = page["events"][-1]["id"]
     assert pages == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11]]
+
+
+def test_a_request_answered_off_the_loop_holds_nothing_else_up(start: Callable[..., Running], stack: ExitStack) -> None:
+    running = start()
+    owner = running.server.api
+    slow = raw(running.path, stack)
+    reader = Reader(slow)
+    slow.sendall(hello(1) + p.encode(p.request("slow", 2)) + p.encode(p.request("ping", 3)))
+    first, busy = reader.read(2)
+    assert first["id"] == 1 and (busy["id"], code_of(busy)) == (3, p.BUSY), "one such request at a time"
+    with Client(running.path, timeout=WAIT) as other:
+        assert other.call("ping") == {"pong": True}, "the loop answers others meanwhile"
+    owner.release.set()
+    [done] = reader.read(1)
+    assert done == {"id": 2, "ok": True, "result": {"slow": True}}
+    slow.sendall(p.encode(p.request("slow", 4, fail=True)))
+    [failed] = reader.read(1)
+    assert (failed["id"], code_of(failed)) == (4, p.INTERNAL) and "secret" not in str(failed)
+    slow.sendall(p.encode(p.request("ping", 5)))
+    assert reader.read(1) == [{"id": 5, "ok": True, "result": {"pong": True}}], "free again after a failure"
