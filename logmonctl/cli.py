@@ -74,25 +74,14 @@ def cmd_stats(args: argparse.Namespace, path: str) -> int:
 def cmd_alerts(args: argparse.Namespace, path: str) -> int:
     if not args.follow:
         show = json_line if args.json else alert_message
-        for event in _history(path, args.since):
-            print(show(event))
+        with Client(path, CALL_TIMEOUT) as client:
+            for event in client.alerts(args.since):
+                print(show(event))
         return EXIT_OK
     try:
         return _follow(path, args.since, args.json)
     except KeyboardInterrupt:
         return EXIT_OK  # Ctrl-C is how one leaves --follow
-
-
-def _history(path: str, since: int | None) -> list[dict[str, Any]]:
-    """Every alert event after id `since`, asking page after page while the daemon has more."""
-    events: list[dict[str, Any]] = []
-    with Client(path, CALL_TIMEOUT) as client:
-        while True:
-            page = client.call("alerts", **({} if since is None else {"since": since}))
-            events += page["events"]
-            if not page.get("more") or not page["events"]:
-                return events
-            since = page["events"][-1]["id"]
 
 
 def fresh_alerts(push: dict[str, Any], last: int) -> list[dict[str, Any]]:
@@ -109,10 +98,10 @@ def _follow(path: str, since: int | None, as_json: bool) -> int:
     firing between the history call and the subscription without a call while subscribed."""
     show = json_line if as_json else alert_message
     last = since or 0
-    for event in _history(path, since):
-        print(show(event), flush=True)
-        last = event["id"]
     with Client(path, CALL_TIMEOUT) as client:
+        for event in client.alerts(since):
+            print(show(event), flush=True)
+            last = event["id"]
         for push in client.subscribe(FOLLOW_SILENCE):
             for event in fresh_alerts(push, last):
                 print(show(event), flush=True)
@@ -132,18 +121,12 @@ def cmd_history(args: argparse.Namespace, path: str) -> int:
     except ValueError as exc:
         print(f"logmonctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    steps: list[dict[str, Any]] = []
     with Client(path, CALL_TIMEOUT) as client:
-        start: int | None = since
-        while start is not None:
-            page = client.call("history", since=start, until=until, step=step, by=args.by)
-            if args.json:
-                for entry in page["steps"]:
-                    print(json_line(entry))
-            steps += [] if args.json else page["steps"]
-            start = page["next"]
-    if not args.json:
-        print("\n".join(render.history_text(steps, step, args.by)))
+        if args.json:
+            for entry in client.history(since, until, step, args.by):
+                print(json_line(entry))
+        else:
+            print("\n".join(render.history_text(list(client.history(since, until, step, args.by)), step, args.by)))
     return EXIT_OK
 
 

@@ -476,7 +476,7 @@ def panels(summary: dict[str, Any] | None, width: int) -> list[Panel]:
         return []
     hits = summary["hits"]
     out = []
-    codes = [(code, n) for code, n in summary.get("codes", [])]
+    codes = summary.get("codes", [])
     if codes:
         out.append(Panel("Status codes", counted(codes, hits, lambda c: CLASS_STYLES.get(f"{c[0]}xx", "normal")),
                          len(codes)))

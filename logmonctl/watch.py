@@ -227,11 +227,7 @@ def follow_history(path: str, mailbox: Mailbox, halt: threading.Event, wanted: t
             until = int(time.time()) // 60 * 60
             try:
                 with Client(path, timeout=CONNECT_TIMEOUT, name=CLIENT_NAME) as client:
-                    rates, start = [], until - HISTORY_MINUTES * 60
-                    while start is not None:
-                        page = client.call("history", since=start, until=until, step=60, by=None)
-                        rates += [s["rate"] for s in page["steps"]]
-                        start = page["next"]
+                    rates = [s["rate"] for s in client.history(until - HISTORY_MINUTES * 60, until, 60)]
                 mailbox.post_history({"end": until, "rates": rates})
             except (ClientError, ApiError):
                 pass

@@ -20,13 +20,14 @@ Schema (PRAGMA user_version = SCHEMA_VERSION):
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
 import time
 import zlib
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import msgpack
 
@@ -102,6 +103,7 @@ class Database:
         self._pending: list[dict[str, Any]] = []
         self._rows: list[dict[str, Any]] = []
         self._legacy: tuple[int, dict[str, Any]] | None = None
+        self._legacy_unsaved = False  # written once, when handed over; deleted once its blocks left
         self._saved_event = 0  # the newest alert event id committed
         self._imported: str | None = None  # the 0.1 checkpoint to move aside once saved here
         # Purges of old rows: monotonic time of the next one, and whether the last left some.
@@ -185,13 +187,11 @@ class Database:
         self._pending += state["closed"]
         self._rows += state["history"]
         if state.get("legacy_hosts") is not None:
-            self._legacy = state["legacy_hosts"]
+            self._legacy, self._legacy_unsaved = state["legacy_hosts"], True
         first, end = state["first_seq"], state["monitor"]["rollup"]["next_seq"]
         events = [e for e in state["events"] if e["id"] > self._saved_event]
         small = _pack({k: state[k] for k in ("core", "positions", "monitor")})
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO state (id, data) VALUES (1, ?)", (small,))
             db.executemany("INSERT OR REPLACE INTO blocks (seq, start, data) VALUES (?, ?, ?)",
                            [(r["seq"], r["start"], _pack(r)) for r in self._pending])
@@ -201,18 +201,15 @@ class Database:
             db.executemany("INSERT OR REPLACE INTO history (start, end, hits, data) VALUES (?, ?, ?, ?)",
                            [(r["start"], r["end"], r["hits"], _pack(r)) for r in self._rows])
             self._purge()
-            if self._legacy is not None and self._legacy[0] >= first:
-                db.execute("INSERT OR REPLACE INTO legacy_hosts (id, through, data) VALUES (1, ?, ?)",
-                           (self._legacy[0], _pack(self._legacy[1])))
-            else:
+            legacy = self._legacy
+            if legacy is not None and legacy[0] < first:
                 db.execute("DELETE FROM legacy_hosts")
-                self._legacy = None
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        self._pending, self._rows = [], []
+            elif legacy is not None and self._legacy_unsaved:
+                db.execute("INSERT OR REPLACE INTO legacy_hosts (id, through, data) VALUES (1, ?, ?)",
+                           (legacy[0], _pack(legacy[1])))
+        if self._legacy is not None and self._legacy[0] < first:
+            self._legacy = None
+        self._pending, self._rows, self._legacy_unsaved = [], [], False
         if events:
             self._saved_event = events[-1]["id"]
         if self._imported is not None:
@@ -222,20 +219,25 @@ class Database:
     def add_history(self, rows: list[dict[str, Any]]) -> int:
         """A backfill: add the rows for minutes the history does not have, in one transaction;
         how many were added."""
-        assert self.db is not None
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             before = db.total_changes
             db.executemany("INSERT OR IGNORE INTO history (start, end, hits, data) VALUES (?, ?, ?, ?)",
                            [(r["start"], r["end"], r["hits"], _pack(r)) for r in rows])
-            added = db.total_changes - before
+            return db.total_changes - before
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed if the block ends, rolled back if it raises."""
+        db = self.db
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        return added
 
     def events(self, after: int, limit: int) -> list[dict[str, Any]] | None:
         """Alert events with ids above `after`, oldest first, at most `limit` (all of them are
@@ -311,7 +313,7 @@ class Database:
             self.db.close()
             self.db = None
         self._set_aside(why)
-        self._pending, self._rows, self._legacy, self._saved_event = [], [], None, 0
+        self._pending, self._rows, self._legacy, self._legacy_unsaved, self._saved_event = [], [], None, False, 0
         self.db = self._open()
 
     def _set_aside(self, why: str) -> None:

@@ -144,6 +144,23 @@ class Client:
                 return body
             raise ApiError(*body)
 
+    def history(self, since: int, until: int, step: int, by: str | None = None) -> Iterator[dict[str, Any]]:
+        """The steps of the `history` op over [since, until), asking page after page (`next`)."""
+        start: int | None = since
+        while start is not None:
+            page = self.call("history", since=start, until=until, step=step, by=by)
+            yield from page["steps"]
+            start = page["next"]
+
+    def alerts(self, since: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every alert event after id `since` (all when None), asking again while there are `more`."""
+        while True:
+            page = self.call("alerts", **({} if since is None else {"since": since}))
+            yield from page["events"]
+            if not page.get("more") or not page["events"]:
+                return
+            since = page["events"][-1]["id"]
+
     def subscribe(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Subscribe, then iterate over pushes as received; timeout None waits forever (--follow)."""
         self.call("subscribe")

@@ -105,7 +105,7 @@ def test_the_file_is_private_in_wal_mode_with_its_schema_version(tmp_path):
     assert db.db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
 
 
-def test_a_0_1_checkpoint_is_imported_once_with_its_hosts(tmp_path):
+def test_a_0_1_checkpoint_is_imported_once_with_its_hosts(tmp_path, monkeypatch):
     old = Monitor(CORE)  # 0.1: the whole rollup, hosts and alert history in one state
     old.feed(traffic(range(T0, T0 + 45)))
     state_dir = tmp_path / "state"
@@ -119,6 +119,12 @@ def test_a_0_1_checkpoint_is_imported_once_with_its_hosts(tmp_path):
     db.save(store.snapshot(KEY, [], m))
     assert not (state_dir / "checkpoint.msgpack").exists() and (state_dir / "checkpoint.msgpack.imported").exists()
     assert rows(state_dir / store.NAME, "legacy_hosts") == 1
+    packed: list[object] = []
+    real_pack = store._pack
+    monkeypatch.setattr(store, "_pack", lambda value: packed.append(value) or real_pack(value))
+    db.save(store.snapshot(KEY, [], m))
+    assert not any(isinstance(v, dict) and "levels" in v for v in packed), "its hosts state is written once"
+    monkeypatch.undo()
     again = resumed(db)
     same(again, old)
     # Once the imported blocks have left the timeframe, their hosts state goes too.

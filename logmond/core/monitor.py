@@ -142,7 +142,7 @@ class Monitor:
             self._tally(chunk)
         events += self._close_timeline()
         if self.record:
-            self._finish_row(max(HISTORY_SPAN, self.config.summary_interval))
+            self._finish_row()
         return events
 
     @property
@@ -328,21 +328,24 @@ class Monitor:
     def _add_to_history(self, start: int, end: int, block: Block | None) -> None:
         """Merge a closed block into the history row of its start (a minute, or the block itself
         when the interval is longer); a row is finished once a block reaches its end."""
-        span = max(HISTORY_SPAN, self.config.summary_interval)
+        span = self._history_span()
         row_start = start // span * span
         if self._row is not None and self._row[0] != row_start:
-            self._finish_row(span)
+            self._finish_row()
         if block is not None and block.hits:
             if self._row is None:
                 self._row = (row_start, Block())
             self._row[1].merge(block, HISTORY_TRACKED)
         if end >= row_start + span:
-            self._finish_row(span)
+            self._finish_row()
 
-    def _finish_row(self, span: int) -> None:
+    def _history_span(self) -> int:
+        return max(HISTORY_SPAN, self.config.summary_interval)
+
+    def _finish_row(self) -> None:
         if self._row is not None:
             start, block = self._row
-            self._rows.append(history_row(start, start + span, block))
+            self._rows.append(history_row(start, start + self._history_span(), block))
             self._row = None
 
     def take_history(self) -> list[dict[str, Any]]:
