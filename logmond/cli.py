@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"logmond {__version__}")
     groups = {settings.RUN: p, settings.CORE: p.add_argument_group("monitoring"),
               settings.DAEMON: p.add_argument_group("daemon")}
-    for s in settings.SETTINGS:
+    for s in settings.FLAGGED:
         # Absent flags stay None, so that the config file's value shows through. The help is the
         # README's text without its Markdown; argparse reads % as a format.
         text = s.help.replace("`", "").replace("%", "%%")
@@ -54,7 +54,7 @@ def resolve(args: argparse.Namespace, file_values: dict[str, Any], source: str |
     """Every setting's value: flag, else config file, else default; judged once, in one place."""
     values = {s.name: s.default for s in settings.SETTINGS}
     values.update(file_values)
-    flagged = {s.name for s in settings.SETTINGS if getattr(args, s.name) is not None}
+    flagged = {s.name for s in settings.FLAGGED if getattr(args, s.name) is not None}
     values.update({name: getattr(args, name) for name in flagged})
     try:
         settings.validate(values)

@@ -321,8 +321,7 @@ class Daemon:
                                   records=state.get("records"), legacy_hosts=state.get("legacy_hosts"))
             else:
                 log.warning("monitoring settings changed since the checkpoint: windows and totals start afresh")
-                self.monitor.alert.load({"firing": False, "since": None, "history": state["monitor"]["alert"]["history"],
-                                         "last_id": state["monitor"]["alert"]["last_id"]})
+                self.monitor.journal.load(state["monitor"]["alert"])
         except (KeyError, TypeError, ValueError, AttributeError):
             self.store.set_aside("its contents do not fit")
             self.monitor = Monitor(self.core, record=self.store.records)
@@ -355,7 +354,7 @@ class Daemon:
         self._schedule_read()
 
     def _apply(self, new: CoreConfig) -> None:
-        needs_restart = self.monitor.reconfigure(new)
+        needs_restart, _ = self.monitor.reconfigure(new)
         self.core = self.monitor.config
         if needs_restart:
             log.warning("%s: changes need a restart", ", ".join(needs_restart))

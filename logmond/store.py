@@ -82,7 +82,7 @@ def snapshot(core: list[Any], positions: list[dict[str, Any]], monitor: Monitor)
     rollup = monitor.rollup
     return {"core": core, "positions": positions, "monitor": monitor.to_state(),
             "closed": rollup.take_closed(), "legacy_hosts": rollup.take_legacy_hosts(),
-            "first_seq": rollup.first_seq, "events": list(monitor.alert.history),
+            "first_seq": rollup.first_seq, "events": list(monitor.journal.history),
             "history": monitor.take_history()}
 
 

@@ -46,7 +46,7 @@ def test_json_lines_schema_and_order(log: Path):
     # 10 s window over (t-10, t]: first above 100 hits at T0+19 (5x2 + 5x20), first back at or
     # below it at T0+40 (4x20 + 6x2).
     assert alert == {"id": 1, "type": "alert", "at": T0 + 19, "hits": 110, "rate": 11.0, "threshold": 10.0,
-                     "window": 10}
+                     "window": 10, "rule": "high_traffic", "severity": "critical", "metric": "rate", "value": 11.0}
     recover = next(e for e in events if e["type"] == "recover")
     assert recover["at"] == T0 + 40 and recover["hits"] == 92 and recover["id"] == 2
     summary = events[0]

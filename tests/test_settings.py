@@ -26,13 +26,13 @@ def test_readme_flag_tables_are_exactly_the_declared_settings():
     expected = [settings.markdown_table("once"), settings.markdown_table("daemon")]
     assert readme_tables() == expected, "regenerate with settings.markdown_table('once' / 'daemon')"
     listed = set(re.findall(r"^\| `(--[a-z-]+)", "\n".join(readme_tables()), re.M))
-    assert listed == {s.flag for s in settings.SETTINGS}
+    assert listed == {s.flag for s in settings.FLAGGED}
 
 
 def test_argparse_flags_are_derived_from_the_declarations():
     parser = cli.build_parser()
     flags = {opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")}
-    assert flags - {"--help", "--version"} == {s.flag for s in settings.SETTINGS}
+    assert flags - {"--help", "--version"} == {s.flag for s in settings.FLAGGED}
 
 
 def test_core_config_fields_are_the_core_settings():
@@ -42,7 +42,7 @@ def test_core_config_fields_are_the_core_settings():
 
 
 def test_reloadable_settings_are_declared_not_listed_twice():
-    assert settings.RELOADABLE == ("threshold", "hysteresis")
+    assert settings.RELOADABLE == ("threshold", "rule", "hysteresis", "notify")
 
 
 def test_resolve_flags_over_file_over_defaults_and_errors_name_their_origin():
@@ -68,9 +68,9 @@ def test_toml_values_are_typed_as_the_flags_give_them():
 
 def test_reconfigure_applies_only_what_sighup_applies():
     monitor = Monitor(CoreConfig(format="csv"))
-    later = monitor.reconfigure(CoreConfig(format="clf", threshold=Fraction(3), hysteresis=Fraction(1, 10),
+    later, rules = monitor.reconfigure(CoreConfig(format="clf", threshold=Fraction(3), hysteresis=Fraction(1, 10),
                                            window=60))
-    assert later == ["format", "alert_window"]
+    assert later == ["format", "alert_window"] and rules == ([], [], [])
     assert (monitor.config.threshold, monitor.config.hysteresis) == (Fraction(3), Fraction(1, 10))
     assert (monitor.config.format, monitor.config.window) == ("csv", 120)
     assert monitor.alert.threshold == Fraction(3)

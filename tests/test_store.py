@@ -57,7 +57,7 @@ def same(a: Monitor, b: Monitor) -> None:
     assert a.timeframe_summary() == b.timeframe_summary()
     assert (a.lines, a.cursor, a.window_hits, a.alert.firing, a.alert.since) == \
         (b.lines, b.cursor, b.window_hits, b.alert.firing, b.alert.since)
-    assert list(a.alert.history) == list(b.alert.history)
+    assert list(a.journal.history) == list(b.journal.history)
 
 
 def test_each_closed_block_and_event_is_written_once_and_the_state_resumes(tmp_path):
@@ -69,11 +69,11 @@ def test_each_closed_block_and_event_is_written_once_and_the_state_resumes(tmp_p
     path = tmp_path / "state" / store.NAME
     # The timeframe holds 6 blocks of 10 s; the older ones were deleted as they left it.
     assert rows(path, "blocks") == len(m.rollup.blocks) == 6
-    assert rows(path, "events") == len(m.alert.history) >= 1
+    assert rows(path, "events") == len(m.journal.history) >= 1
     same(resumed(db), m)
     # Saved again with nothing new: no block or event is written twice.
     db.save(store.snapshot(KEY, [], m))
-    assert rows(path, "blocks") == 6 and rows(path, "events") == len(m.alert.history)
+    assert rows(path, "blocks") == 6 and rows(path, "events") == len(m.journal.history)
     same(resumed(db), m)
 
 

@@ -22,6 +22,7 @@ from operator import floordiv, ge, gt, methodcaller, sub
 from typing import Callable, Hashable, Sequence
 
 from logmond.core.formats import KIND_SUFFIX, LogFormat
+from logmond.core.rules import RuleSet
 from logmond.core.parse import (MAX_BYTES_PER_LINE, MAX_LINE, R_BINARY, R_CLOCK, R_TOO_LONG, SAMPLE_CHARS, Record,
                                 decode_line, latency_of, meaning_of, vhost_of)
 from logmond.core.settings import MAX_SPAN
@@ -184,8 +185,10 @@ def _present(column: Sequence[object]) -> Sequence[object] | None:
 class Counts:
     """Where accepted lines are counted: hits per second, and a Block per summary interval."""
 
-    def __init__(self, interval: int) -> None:
+    def __init__(self, interval: int, rules: RuleSet | None = None) -> None:
         self.interval = interval
+        # The alert rules, which count the same lines into buckets of their own.
+        self.rules = rules if rules is not None else RuleSet()
         # Where a block's bytes saturate.
         self.max_bytes = interval * MAX_BYTES_PER_SECOND
         self.seconds: dict[int, int] = {}
@@ -256,6 +259,8 @@ class Counts:
         """
         for second, n in Counter(seconds).items():
             self.seconds[second] = self.seconds.get(second, 0) + n
+        if self.rules:
+            self.rules.count(seconds, kinds, meaning or _itself, rtimes, vhosts)
         blocks = list(map(floordiv, seconds, repeat(self.interval)))
         columns = [c for c in (hosts, kinds, sizes, rtimes, utimes, vhosts)]
         region = _unsorted_region(blocks)
@@ -265,7 +270,7 @@ class Counts:
             blocks, *columns = ([*col[:lo], *map(col.__getitem__, order), *col[hi:]] if col is not None else None
                                 for col in (blocks, *columns))
         hosts, kinds, sizes, rtimes, utimes, vhosts = columns
-        resolve = meaning or (lambda k: k)
+        resolve = meaning or _itself
         start = 0
         for blk, run in groupby(blocks):
             end = start + len(list(run))
@@ -284,6 +289,11 @@ class Counts:
             if vhosts is not None:
                 block.add_vhosts([v for v in vhosts[start:end] if v is not None])
             start = end
+
+
+def _itself(kind: Hashable) -> tuple[tuple[str, str], int]:
+    """The slow path's kinds are already ((method, section), status)."""
+    return kind  # type: ignore[return-value]
 
 
 def _unsorted_region(blocks: list[int]) -> tuple[int, int] | None:

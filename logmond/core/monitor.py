@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Any
 
-from logmond.core.alerts import AlertRule
+from logmond.core.alerts import AlertRule, Journal
 from logmond.core.batch import MAX_JUMP, Chunk, Counts, fast_chunk, slow_chunk, split_lines
 from logmond.core import catalog
 from logmond.core.formats import LogFormat
 from logmond.core.parse import R_FORMAT, SAMPLE_CHARS, Record
+from logmond.core.rules import Changes, RuleSet
 from logmond.core.settings import RELOADABLE, CoreConfig, core_config, core_values
 from logmond.core.window import HISTORY_TRACKED, Block, Rollup, history_row
 from shared.schema import TOTALS, Event
@@ -43,7 +44,7 @@ HISTORY_SPAN = 60
 class Monitor:
     def __init__(self, config: CoreConfig, record: bool = False) -> None:
         # For the state database: closed blocks, alert events and history rows are handed out
-        # once (Rollup.take_closed, alert.history, take_history) instead of being part of every
+        # once (Rollup.take_closed, journal.history, take_history) instead of being part of every
         # to_state().
         self.record = record
         config.check()
@@ -73,7 +74,13 @@ class Monitor:
         self.cursor: int | None = None
         # Hits per second (for the seconds still in the alert window or not yet evaluated) and
         # the open summary blocks.
-        self.counts = Counts(config.summary_interval)
+        self.journal = Journal()
+        self.alert = AlertRule(config.threshold, config.window, config.hysteresis, self.journal)
+        self.rules = RuleSet(config.rules)
+        # The cursor of a timeline closed by a jump backwards, while the rules' windows wait to be
+        # moved to the new one (see _evaluate).
+        self._rule_base: int | None = None
+        self.counts = Counts(config.summary_interval, self.rules)
         self.seconds = self.counts.seconds
         self.blocks = self.counts.blocks
         # Hits in (cursor - 1 - window, cursor - 1].
@@ -85,7 +92,6 @@ class Monitor:
         # and the rows finished since the last take_history().
         self._row: tuple[int, Block] | None = None
         self._rows: list[dict[str, Any]] = []
-        self.alert = AlertRule(config.threshold, config.window, config.hysteresis)
 
     # -- input ---------------------------------------------------------------------------
     def feed(self, data: bytes, horizon: int | None = None) -> list[Event]:
@@ -114,16 +120,17 @@ class Monitor:
         self.clock = now
         return self._evaluate(self._complete_through())
 
-    def reconfigure(self, config: CoreConfig) -> list[str]:
-        """A config reload: apply the settings that can change while running (threshold and
-        hysteresis, from the next second on); return the names of the others that differ, which
-        only a restart applies."""
+    def reconfigure(self, config: CoreConfig) -> tuple[list[str], Changes]:
+        """A config reload: apply the settings that can change while running (threshold,
+        hysteresis and rules, from the next second on); return the names of the others that
+        differ, which only a restart applies, and what changed among the rules."""
         config.check()
         old, new = core_values(self.config), core_values(config)
         hot = {name: new[name] for name in RELOADABLE if name in new}
         self.config = core_config({**old, **hot})
         self.alert.retune(self.config.threshold, self.config.hysteresis)
-        return [name for name in new if new[name] != old[name] and name not in hot]
+        changes = self.rules.reconfigure(self.config.rules)
+        return [name for name in new if new[name] != old[name] and name not in hot], changes
 
     def finish(self) -> list[Event]:
         """End of input: evaluate every remaining second and report the last block."""
@@ -205,9 +212,9 @@ class Monitor:
             # The suspects confirmed a jump backwards: finish the old timeline as end of input
             # would, then start a new one at their time and go on with the rest of the run.
             events += self._close_timeline()
-            carry = self.recent_seconds()
+            carry, base = self.recent_seconds(), self.cursor
             self._new_timeline()
-            self.carry = carry
+            self.carry, self._rule_base = carry, base
             self.rollup = Rollup(self.config.timeframe, self.config.summary_interval, self.record)
             fresh = Chunk(None, self.config.lateness)
             fresh.adopt(chunk.jump)
@@ -251,7 +258,7 @@ class Monitor:
 
     def _new_timeline(self) -> None:
         """Forget the per-second state and the open blocks: the next lines set the clock afresh.
-        Totals, the alert's state and its history stay."""
+        Totals, the alerts' state and their history stay."""
         self.seconds.clear()
         self.blocks.clear()
         self.clock = self.cursor = self.next_block = None
@@ -277,10 +284,13 @@ class Monitor:
                 if n:
                     self.seconds[t] = n
             self.window_hits, self.carry = sum(self.carry), []
-        window, seconds, alert = self.config.window, self.seconds, self.alert
+            if self._rule_base is not None:
+                self.rules.shift(self.cursor - self._rule_base)
+                self._rule_base = None
+        window, seconds, alert, rules, journal = self.config.window, self.seconds, self.alert, self.rules, self.journal
         t = self.cursor
         while t <= upto:
-            if self.window_hits == 0 and not alert.firing:
+            if self.window_hits == 0 and not alert.firing and rules.idle():
                 # Nothing in the window and quiet: nothing can happen before the next hit.
                 nxt = min((s for s in seconds if s >= t), default=upto + 1)
                 t = min(nxt, upto + 1)
@@ -291,6 +301,8 @@ class Monitor:
             event = alert.evaluate(t, self.window_hits)
             if event:
                 events.append(event)
+            if rules:
+                events += map(journal.record, rules.evaluate(t))
             t += 1
             events += self._close_blocks_through(t)
         self.cursor = max(t, self.cursor)
@@ -409,7 +421,8 @@ class Monitor:
             "blocks": [[s, b.to_state()] for s, b in self.blocks.items()],
             "next_block": self.next_block, "last_summary": self.last_summary,
             "rollup": self.rollup.to_state(),
-            "alert": {**self.alert.to_state(), **({"history": []} if self.record else {})},
+            "alert": {**self.alert.to_state(), **self.journal.to_state(), **({"history": []} if self.record else {})},
+            "rules": self.rules.to_state(), "rule_base": self._rule_base,
             "suspects": [[[*rec, sample] for rec, sample in group] for group in self.groups],
             "carry": self.carry,
             "row": None if self._row is None else [self._row[0], self._row[1].to_state()],
@@ -437,6 +450,10 @@ class Monitor:
         self.last_summary = state["last_summary"]
         self.rollup.load(state["rollup"], records, legacy_hosts)
         self.alert.load(state["alert"])
+        self.journal.load(state["alert"])
+        # Absent from checkpoints written before there were rules.
+        self.rules.load(state.get("rules", {}))
+        self._rule_base = state.get("rule_base")
         # Absent from checkpoints written before the clock guard.
         self.groups = [_records(group) for group in state.get("suspects", [])]
         self.carry = [int(n) for n in state.get("carry", [])]
@@ -454,6 +471,9 @@ class Monitor:
         if horizon is not None and self.clock > horizon:
             if self.cursor is not None and self.cursor > horizon + 1:
                 self._new_timeline()
+                self.rules.clear_windows()
+                self._rule_base = None
+            self.rules.drop_after(horizon)
             for second in [s for s in self.seconds if s > horizon]:
                 del self.seconds[second]
             for start in [s for s in self.blocks if s > horizon]:

@@ -275,8 +275,18 @@ class SlidingSketch:
 
     def summary(self) -> dict[str, Any] | None:
         """As QuantileSketch.summary, over the blocks held."""
+        total = self._held()
+        return None if total is None else total.summary()
+
+    def quantile(self, q: float) -> float | None:
+        """As QuantileSketch.quantile, over the blocks held."""
+        total = self._held()
+        return None if total is None else total.quantile(q)
+
+    def _held(self) -> QuantileSketch | None:
+        """The sum of the blocks held, with their min and max; None when empty."""
         total = self._sum
         if not total.count or not self._maxes:
             return None
         total._min, total._max = self._mins[0][1], self._maxes[0][1]
-        return total.summary()
+        return total

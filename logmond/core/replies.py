@@ -71,7 +71,7 @@ def stats(monitor: Monitor) -> dict[str, Any]:
 
 def alerts(monitor: Monitor, since: int | None = None) -> dict[str, Any]:
     """Alert history, oldest first, only events with id > since."""
-    return {"events": [e for e in monitor.alert.history if since is None or e["id"] > since]}
+    return {"events": [e for e in monitor.journal.history if since is None or e["id"] > since]}
 
 
 def push(status_reply: dict[str, Any], monitor: Monitor) -> dict[str, Any]:
@@ -82,5 +82,5 @@ def push(status_reply: dict[str, Any], monitor: Monitor) -> dict[str, Any]:
         "window_end": monitor.cursor,
         "malformed_by_reason": dict(monitor.malformed_by_reason),
         **stats(monitor),
-        "alerts": list(monitor.alert.history)[-SNAPSHOT_ALERTS:],
+        "alerts": list(monitor.journal.history)[-SNAPSHOT_ALERTS:],
     }

@@ -8,12 +8,15 @@ derived from SETTINGS, and `validate` is the only place a value is judged.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 from fractions import Fraction
 from typing import Any, Callable
 
 from logmond.core.errors import InvalidSetting
 from logmond.core import catalog
+from logmond.core.rulespec import RuleSpec, parse_rules
+from logmond.core.targets import parse_alertmanager, parse_hooks
+from shared.schema import HIGH_TRAFFIC, LATENCY
 
 # Longest alert window, summary interval and timeframe: a day. Per-second state and the charts
 # grow with the window, so it needs a ceiling; longer views belong to a metrics store.
@@ -81,6 +84,13 @@ class Setting:
     shown_default: str = ""
     # The flag may be given several times, each with one or more values (a list).
     repeat: bool = False
+    # For settings only the config file gives (tables, such as [[rule]]): TOML value -> setting
+    # value, ValueError with a message that names the table and key itself. These have no flag.
+    convert: Callable[[Any], Any] | None = None
+
+    @property
+    def has_flag(self) -> bool:
+        return self.convert is None
 
     @property
     def flag(self) -> str:
@@ -97,8 +107,11 @@ class Setting:
         return self.parse is None
 
     def where(self, source: str | None) -> str:
-        """How an error names this setting: the flag, or the key in the file `source`."""
-        return self.flag if source is None else f"config {source}: '{self.name}'"
+        """How an error names this setting: the flag, or the key in the file `source` (tables name
+        themselves in their message)."""
+        if source is None:
+            return self.flag
+        return f"config {source}:" if self.convert is not None else f"config {source}: '{self.name}'"
 
 
 def _between(lo: int, hi: int, unit: str = " seconds") -> Callable[[Any, dict[str, Any]], str | None]:
@@ -111,6 +124,30 @@ def _timeframe(v: int, values: dict[str, Any]) -> str | None:
         return f"must be from the summary interval to {MAX_SPAN} seconds"
     if v > MAX_BLOCKS * interval:
         return f"must span at most {MAX_BLOCKS} summary intervals"
+    return None
+
+
+def _rules_fit(rules: tuple[RuleSpec, ...], values: dict[str, Any]) -> str | None:
+    """A rule the log cannot feed: latency with a format that has no request time, or a vhost
+    filter with one that has no virtual host (with `auto` this is only known once it decides)."""
+    if values.get("format", "auto") == catalog.AUTO or catalog.problem(values["format"]):
+        return None
+    fmt = catalog.compile_format(values["format"])
+    for rule in rules:
+        if rule.metric == LATENCY and not fmt.latency:
+            return f"rule '{rule.name}': metric latency needs a request time, and format {fmt.name} has none"
+        if rule.vhost is not None and not fmt.vhost:
+            return f"rule '{rule.name}': 'vhost' needs a format with the virtual host, and {fmt.name} has none"
+    return None
+
+
+def _hooks_fit(hooks: tuple[Any, ...], values: dict[str, Any]) -> str | None:
+    """A hook's `rules` must name rules that exist."""
+    known = {HIGH_TRAFFIC, *(rule.name for rule in values.get("rule", ()))}
+    for number, hook in enumerate(hooks, 1):
+        for name in sorted(hook.rules or ()):
+            if name not in known:
+                return f"[[notify]] #{number}: 'rules' names '{name}', which is no rule (known: {', '.join(sorted(known))})"
     return None
 
 
@@ -134,6 +171,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("threshold", "alert when the average hits/s over the window exceeds X (decimals and fractions are "
             "exact: `0.1`, `1/3`)", default=Fraction(10), parse=_fraction, toml=_NUMBER, toml_what="a number",
             metavar="X", check=lambda v, _: None if v >= 0 else "must be >= 0", reload=True),
+    Setting("rule", "alert rules beyond high traffic: `[[rule]]` tables (see Alert rules)", default=(),
+            toml=(list,), toml_what="[[rule]] tables", convert=parse_rules, check=_rules_fit, reload=True,
+            field="rules", shown_default="none"),
     Setting("alert_window", "the alert's averaging window, seconds", default=120, parse=_whole, toml=(int,),
             toml_what="a whole number of seconds", metavar="S", check=_between(1, MAX_SPAN), field="window"),
     Setting("hysteresis", "recover at `X * (1 - H)`; `0.05` gives a 5 % band; `0 <= H < 1`", default=Fraction(0),
@@ -165,20 +205,28 @@ SETTINGS: tuple[Setting, ...] = (
             "reopens late", default=2.0, parse=_positive, toml=_NUMBER, toml_what="a number of seconds",
             metavar="S", check=lambda v, _: None if 0 < v <= MAX_WAIT else f"must be > 0 and at most {MAX_WAIT}",
             scope=DAEMON),
+    Setting("notify", "exec hooks run on alert events: `[[notify]]` tables (see Notifications)", default=(),
+            toml=(list,), toml_what="[[notify]] tables", convert=parse_hooks, check=_hooks_fit, reload=True,
+            scope=DAEMON, shown_default="none"),
+    Setting("alertmanager", "post alerts to this Alertmanager: an `[alertmanager]` table with `url` (see "
+            "Notifications)", toml=(dict,), toml_what="an [alertmanager] table", convert=parse_alertmanager,
+            scope=DAEMON, shown_default="none"),
     Setting("replay", "pace an existing file by its own timestamps (with --speed)", parse=None, scope=DAEMON,
             default=False),
     Setting("speed", "with --replay: log seconds per second", default=1.0, parse=_positive, scope=DAEMON,
             metavar="X"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
+# The settings with a flag (the others are config file tables).
+FLAGGED = tuple(s for s in SETTINGS if s.has_flag)
 # Keys a config file may hold.
 TOML_KEYS = tuple(s.name for s in SETTINGS if s.toml)
 # The settings SIGHUP applies to a running daemon.
 RELOADABLE = tuple(s.name for s in SETTINGS if s.reload)
 # The README's two flag tables: `logmond --once` (input and monitoring) and the daemon's own.
 README_TABLES = {
-    "once": tuple(s for s in SETTINGS if s.scope == CORE or s.name in ("file", "once", "json")),
-    "daemon": tuple(s for s in SETTINGS if s.scope != CORE and s.name not in ("file", "once", "json")),
+    "once": tuple(s for s in FLAGGED if s.scope == CORE or s.name in ("file", "once", "json")),
+    "daemon": tuple(s for s in FLAGGED if s.scope != CORE and s.name not in ("file", "once", "json")),
 }
 
 
@@ -207,7 +255,13 @@ def from_toml(name: str, value: Any) -> Any:
     """A config file's value for setting `name`, typed as the flag would give it, or InvalidSetting."""
     setting = BY_NAME[name]
     if isinstance(value, bool) != (bool in setting.toml) or not isinstance(value, setting.toml):
-        raise InvalidSetting(name, f"must be {setting.toml_what}, not {value!r}")
+        key = f"'{name}' " if setting.convert is not None else ""
+        raise InvalidSetting(name, f"{key}must be {setting.toml_what}, not {value!r}")
+    if setting.convert is not None:
+        try:
+            return setting.convert(value)
+        except ValueError as exc:
+            raise InvalidSetting(name, str(exc)) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidSetting(name, f"must be a finite number, not {value!r}")
     if setting.parse is _fraction:
@@ -224,8 +278,7 @@ def core_config(values: dict[str, Any]) -> Any:
 
 def core_values(config: Any) -> dict[str, Any]:
     """A CoreConfig back as setting names -> values."""
-    fields = asdict(config)
-    return {s.name: fields[s.attr] for s in SETTINGS if s.scope == CORE}
+    return {s.name: getattr(config, s.attr) for s in SETTINGS if s.scope == CORE}
 
 
 def markdown_table(group: str) -> str:

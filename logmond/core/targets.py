@@ -60,7 +60,7 @@ class AlertmanagerSpec:
 def parse_hooks(value: Any) -> tuple[HookSpec, ...]:
     """The `notify` key (a list of tables) -> hook specs; ValueError naming the table and key."""
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-        raise ValueError("must be [[notify]] tables")
+        raise ValueError("'notify' must be [[notify]] tables")
     if len(value) > MAX_HOOKS:
         raise ValueError(f"at most {MAX_HOOKS} [[notify]] tables, not {len(value)}")
     return tuple(_hook(i, table) for i, table in enumerate(value, 1))
@@ -92,7 +92,7 @@ def _hook(number: int, table: dict[str, Any]) -> HookSpec:
 def parse_alertmanager(value: Any) -> AlertmanagerSpec:
     """The `alertmanager` key (a table) -> its spec; ValueError naming the key."""
     if not isinstance(value, dict):
-        raise ValueError("must be an [alertmanager] table")
+        raise ValueError("'alertmanager' must be an [alertmanager] table")
     unknown = sorted(set(value) - set(ALERTMANAGER_KEYS))
     if unknown:
         raise ValueError(f"[alertmanager]: unknown key '{unknown[0]}' (known: {', '.join(ALERTMANAGER_KEYS)})")
