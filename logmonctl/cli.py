@@ -18,7 +18,7 @@ from shared.cli import Parser, UsageError, quiet_broken_pipe, socket_help
 from shared.client import Client, ClientError
 from shared.paths import socket_path
 from shared.protocol import EVENT_ALERT, ApiError
-from shared.schema import HISTORY_BY, alert_message
+from shared.schema import HISTORY_BY
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 3  # also Nagios UNKNOWN
@@ -73,7 +73,7 @@ def cmd_stats(args: argparse.Namespace, path: str) -> int:
 
 def cmd_alerts(args: argparse.Namespace, path: str) -> int:
     if not args.follow:
-        show = json_line if args.json else alert_message
+        show = json_line if args.json else render.alert_line
         with Client(path, CALL_TIMEOUT) as client:
             for event in client.alerts(args.since):
                 print(show(event))
@@ -96,7 +96,7 @@ def fresh_alerts(push: dict[str, Any], last: int) -> list[dict[str, Any]]:
 def _follow(path: str, since: int | None, as_json: bool) -> int:
     """History, then alerts as they happen. Snapshots repeat the recent alerts, which covers one
     firing between the history call and the subscription without a call while subscribed."""
-    show = json_line if as_json else alert_message
+    show = json_line if as_json else render.alert_line
     last = since or 0
     with Client(path, CALL_TIMEOUT) as client:
         for event in client.alerts(since):

@@ -18,7 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from shared.schema import ALERT, alert_message, iso_utc
+from shared.schema import ALERT, CRITICAL, HIGH_TRAFFIC, alert_message, iso_utc, metric_text
 from shared.units import count, duration, latency, number, size
 
 Segment = tuple[str, str]  # (text, style name)
@@ -252,17 +252,26 @@ def counts(view: View, st: dict[str, Any], width: int) -> Line:
 
 
 def banner(st: dict[str, Any], width: int) -> Line:
-    """Red while the alert fires (since when, hits at the trigger); green and quiet otherwise.
+    """Red while the high-traffic alert or a critical rule fires, yellow while only warning rules
+    do, green and quiet otherwise; every firing rule is named with its value.
 
     The rate is the one of the second the alert state was decided on (both come from the same
     snapshot or the same alert push), so the two never disagree.
     """
     alert, rate, threshold = st["alert"], st["rate"], number(st["threshold"])
+    firing = [r for r in st.get("rules", []) if r["active"] and r["name"] != HIGH_TRAFFIC]
+    style = "alert" if alert["active"] or any(r["severity"] == CRITICAL for r in firing) else "warn"
+    named = [(1, [(f" · {r['name']}" + ("" if r["value"] is None else f" {metric_text(r['metric'], r['value'])}"),
+                   style)]) for r in firing]
     if alert["active"]:
-        parts = [(0, [(" ALERT  high traffic", "alert")]), (1, [(f" since {iso_utc(alert['since'])}", "alert")]),
-                 (2, [(f", hits = {alert['hits']}", "alert")]), (0, [(f" · now {rate:.2f}/s", "alert")]),
-                 (3, [(f" over {st['window']}s", "alert")]), (4, [(f", threshold {threshold}/s", "alert")])]
-        return fit(fields(parts, width), width, "alert")
+        parts = [(0, [(" ALERT  high traffic", style)]), (2, [(f" since {iso_utc(alert['since'])}", style)]),
+                 (3, [(f", hits = {alert['hits']}", style)]), (0, [(f" · now {rate:.2f}/s", style)]),
+                 (4, [(f" over {st['window']}s", style)]), (5, [(f", threshold {threshold}/s", style)]), *named]
+        return fit(fields(parts, width), width, style)
+    if firing:
+        parts = [(0, [(" ALERT " if style == "alert" else " WARN ", style)]), *named,
+                 (2, [(f" · traffic {rate:.2f} hits/s", style)]), (4, [(f" over {st['window']}s", style)])]
+        return fit(fields(parts, width), width, style)
     parts = [(0, [(f" OK  {rate:.2f} hits/s", "ok")]), (1, [(f" over {st['window']}s", "ok")]),
              (2, [(f", threshold {threshold}/s", "ok")])]
     return fit(fields(parts, width), width, "ok")

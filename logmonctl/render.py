@@ -5,7 +5,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from shared.schema import iso_utc
+from shared import schema
+from shared.schema import HIGH_TRAFFIC, alert_message, iso_utc, metric_text
 from shared.units import counted, duration, latency, number, percentiles, size, thousands
 
 # Columns a label takes in the key/value blocks of `status` and `stats`.
@@ -73,6 +74,7 @@ def status_text(st: dict[str, Any], last: dict[str, Any] | None = None) -> str:
         _field("traffic", f"{st['rate']:.2f} hits/s over {st['window']}s ({counted(window_hits(st), 'hit')}) "
                           f"{over} threshold {number(st['threshold'])}"),
         _field("alert", state),
+        *(_field("rule", rule_state(r)) for r in rules_of(st)),
         _field("process", f"RSS {size(proc['rss_bytes'])}, CPU {proc['cpu_percent']:.1f}%, "
                           f"{counted(proc['open_fds'], 'open fd')}"),
     ])
@@ -94,14 +96,50 @@ def malformed_ratio(st: dict[str, Any]) -> float:
 
 def state(st: dict[str, Any]) -> int:
     """The plugin state: UNKNOWN while no format fits the log (a blind spot is never OK),
-    CRITICAL while the alert fires, WARNING when too much of the log is malformed, else OK."""
+    CRITICAL while the high-traffic alert or a critical rule fires, WARNING while only warning
+    rules fire, a rule cannot see what it measures, or too much of the log is malformed, else OK."""
     if st["format"] is None and st["format_error"]:
         return UNKNOWN
-    if st["alert"]["active"]:
+    firing = [r for r in rules_of(st) if r["active"]]
+    if st["alert"]["active"] or any(r["severity"] == "critical" for r in firing):
         return CRITICAL
-    if malformed_ratio(st) > MALFORMED_WARNING:
+    if firing or any(r["error"] for r in rules_of(st)) or malformed_ratio(st) > MALFORMED_WARNING:
         return WARNING
     return OK
+
+
+def alert_line(event: dict[str, Any]) -> str:
+    """`logmonctl alerts`: the rule and its severity, then the exact message."""
+    return f"[{event.get('severity', schema.CRITICAL)} {event.get('rule', HIGH_TRAFFIC)}] {alert_message(event)}"
+
+
+def rules_of(st: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `[[rule]]` rules of a status reply (the built-in one is its own fields)."""
+    return [r for r in st.get("rules", []) if r["name"] != HIGH_TRAFFIC]
+
+
+def rule_state(rule: dict[str, Any]) -> str:
+    """One rule in words: `api_errors FIRING (status_share 7.50% > 5.00%, critical)`."""
+    value = "not evaluated" if rule["value"] is None else metric_text(rule["metric"], rule["value"])
+    sign = "<" if rule["direction"] == "below" else ">"
+    bound = f"{rule['metric']} {value}, {sign} {metric_text(rule['metric'], rule['threshold'])} fires"
+    if rule["error"]:
+        return f"{rule['name']} cannot be evaluated: {rule['error']}"
+    if rule["active"]:
+        return f"{rule['name']} FIRING since {iso_utc(rule['since'])} ({bound}, {rule['severity']})"
+    return f"{rule['name']} quiet ({bound}, {rule['severity']})"
+
+
+def _perfdata(rule: dict[str, Any]) -> str:
+    """A rule as a Nagios perfdata item: shares in %, latencies in s, its bound in the warning or
+    the critical slot by its severity; U while it is not evaluated."""
+    scale, unit = {"status_share": (100, "%"), "latency": (1, "s")}.get(rule["metric"], (1, ""))
+    value = "U" if rule["value"] is None else f"{rule['value'] * scale:.6g}{unit}"
+    bound = f"{rule['threshold'] * scale:.6g}"
+    if rule["direction"] == "below":
+        bound = f"{bound}:"  # Nagios' range syntax: alert below the bound
+    slots = f";;{bound}" if rule["severity"] == "critical" else f";{bound};"
+    return f" {rule['name']}={value}{slots}"
 
 
 def check_line(st: dict[str, Any]) -> str:
@@ -110,17 +148,20 @@ def check_line(st: dict[str, Any]) -> str:
     ratio = malformed_ratio(st)
     threshold = number(st["threshold"])
     perf = (f" | rate={st['rate']:.2f};;{threshold} hits={window_hits(st)} malformed={st['malformed']}"
-            f" malformed_ratio={ratio:.3f};{MALFORMED_WARNING}")
+            f" malformed_ratio={ratio:.3f};{MALFORMED_WARNING}" + "".join(map(_perfdata, rules_of(st))))
     if code == UNKNOWN:
         return (f"LOGMON UNKNOWN - no known format fits {st['file']['path']}: {st['format_error']};"
                 f" give the server's format (--format or `format`){perf}")
     over = ">" if st["rate"] > st["threshold"] else "<="
     held = " (alert still firing)" if st["alert"]["active"] and over == "<=" else ""
     text = f"{st['rate']:.2f} hits/s over {st['window']}s {over} {threshold}{held}"
-    if code == WARNING:
+    if ratio > MALFORMED_WARNING:
         recent = st["recent"]
         text = (f"{ratio:.0%} of the lines over {st['window']}s are malformed "
                 f"({recent['malformed']} of {recent['lines']}, mostly {recent['top_reason']}); {text}")
+    noted = [r for r in rules_of(st) if r["active"] or r["error"]]
+    if noted:
+        text = "; ".join(map(rule_state, noted)) + f"; {text}"
     return f"LOGMON {_STATE_NAMES[code]} - {text}{perf}"
 
 

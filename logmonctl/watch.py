@@ -27,7 +27,7 @@ from shared.cli import Parser, UsageError, socket_help
 from shared.client import Client, ClientError
 from shared import paths
 from shared.protocol import EVENT_ALERT, EVENT_SNAPSHOT, ApiError
-from shared.schema import ALERT
+from shared.schema import ALERT, HIGH_TRAFFIC
 
 # Seconds between attempts to reach an absent daemon.
 RETRY = 1.0
@@ -95,11 +95,16 @@ def with_alert(data: dict[str, Any], push: dict[str, Any]) -> dict[str, Any]:
     if any(e["id"] == event["id"] for e in data["alerts"]):
         return data
     firing = event["type"] == ALERT
-    alert = {"active": firing, "since": event["at"] if firing else None,
-             "hits": event["hits"] if firing else None, "rate": event["rate"] if firing else None}
-    # The rate of the second that decided the alert, so that the banner agrees with its state.
-    return {**data, "status": {**data["status"], "alert": alert, "rate": event["rate"]},
-            "alerts": [*data["alerts"], event]}
+    name = event.get("rule", HIGH_TRAFFIC)
+    rules = [{**r, "active": firing, "since": event["at"] if firing else None, "value": event["value"]}
+             if r["name"] == name else r for r in data["status"].get("rules", [])]
+    status = {**data["status"], "rules": rules}
+    if name == HIGH_TRAFFIC:
+        alert = {"active": firing, "since": event["at"] if firing else None,
+                 "hits": event["hits"] if firing else None, "rate": event["rate"] if firing else None}
+        # The rate of the second that decided the alert, so that the banner agrees with its state.
+        status = {**status, "alert": alert, "rate": event["rate"]}
+    return {**data, "status": status, "alerts": [*data["alerts"], event]}
 
 
 def on_key(view: View, key: int) -> View | None:

@@ -79,7 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.once:
         from logmond.once import run_once
-        values = resolve(args, {}, None)
+        # Only a config named with --config: the service's own file is not for one-off reads,
+        # but a file of rules is how to try them on an old log.
+        source, file_values = config_file.load(args.config) if args.config else (None, {})
+        values = resolve(args, file_values, source)
         if not values["file"]:
             raise OperatorError("--once needs --file PATH (or --file - for stdin)")
         history_to = paths.state_dir(values["state_dir"]) if values["save_history"] else None

@@ -354,10 +354,14 @@ class Daemon:
         self._schedule_read()
 
     def _apply(self, new: CoreConfig) -> None:
-        needs_restart, _ = self.monitor.reconfigure(new)
+        needs_restart, changes = self.monitor.reconfigure(new)
         self.core = self.monitor.config
         if needs_restart:
             log.warning("%s: changes need a restart", ", ".join(needs_restart))
+        for what, names in (("added", changes.added), ("changed, its state starts afresh", changes.changed),
+                            ("removed", changes.removed)):
+            for name in names:
+                log.info("rule %s %s", name, what)
 
     # -- the socket API --------------------------------------------------------------------
     def _api_state(self, stop: asyncio.Event) -> DaemonState:

@@ -285,12 +285,13 @@ def test_alerts_print_the_history_in_the_alert_format_oldest_first(history):
         ("alerts", "--socket", history.socket), ("--socket", history.socket, "alerts", "--json"),
         ("alerts", "--since", "2", "--socket", history.socket),
         ("alerts", "--since", "4", "--json", "--socket", history.socket))
-    assert (out.returncode, out.stdout.splitlines(), out.stderr) == (0, BACKLOG_ALERTS, "")
+    shown = [f"[critical high_traffic] {message}" for message in BACKLOG_ALERTS]
+    assert (out.returncode, out.stdout.splitlines(), out.stderr) == (0, shown, "")
     events = history.call("alerts")["events"]
     assert [alert_message(e) for e in events] == BACKLOG_ALERTS
     assert as_json.returncode == 0 and [json.loads(line) for line in as_json.stdout.splitlines()] == events
     assert [e["id"] for e in events] == [1, 2, 3, 4]
-    assert since.stdout.splitlines() == BACKLOG_ALERTS[2:]
+    assert since.stdout.splitlines() == shown[2:]
     assert none_after.stdout == ""
 
 
@@ -385,7 +386,7 @@ def test_a_firing_alert_exits_2_and_reaches_a_follower_as_it_happens(logmond, sh
         writer.start()
         line = read_line(follow)
         event = d.call("alerts")["events"][0]
-        assert line == alert_message(event) + "\n" and event["type"] == "alert"
+        assert line == f"[critical high_traffic] {alert_message(event)}\n" and event["type"] == "alert"
 
         status = ctl("status", "--socket", d.socket)
         assert status.returncode == 2
@@ -406,7 +407,7 @@ def test_a_firing_alert_exits_2_and_reaches_a_follower_as_it_happens(logmond, sh
         follow.stdout.close()
         follow.stderr.close()
     assert (code, err) == (0, "")
-    assert all(line.startswith("High traffic") for line in rest.splitlines())
+    assert all(line.startswith("[critical high_traffic] High traffic") for line in rest.splitlines())
 
 
 def test_no_daemon_exits_3_naming_the_socket(short_tmp):

@@ -12,6 +12,7 @@ import sys
 import time
 import tomllib
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -162,13 +163,16 @@ def test_security_exposure_is_low(tmp_path: Path) -> None:
 
 def test_example_config_documents_every_key_with_its_default(tmp_path: Path) -> None:
     text = EXAMPLE.read_text()
-    uncommented = re.sub(r"^# (\w+ = )", r"\1", text, flags=re.M)
+    uncommented = re.sub(r"^# (\w+ = |\[\[?\w+\]\]?$)", r"\1", text, flags=re.M)
     table = tomllib.loads(uncommented)
     assert set(table) == set(settings.TOML_KEYS)
     path = tmp_path / "logmond.toml"
     path.write_text(uncommented)
     values = config.load(str(path))[1]
-    assert settings.core_config(values) == CoreConfig()
+    # Every key at its default, and one example of each table.
+    assert settings.core_config(values) == replace(CoreConfig(), rules=values["rule"])
+    assert [rule.name for rule in values["rule"]] == ["api_errors"] and len(values["notify"]) == 1
+    assert values["alertmanager"].url == "http://127.0.0.1:9093"
     assert values["socket"] == paths.socket_path(env={}, uid=0)
     assert values["state_dir"] == paths.state_dir(env={}, uid=0)
     assert values["from_start"] is False

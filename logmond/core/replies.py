@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from logmond import __version__
 from logmond.core.monitor import Monitor
 from shared.protocol import PROTOCOL
+from shared.schema import CRITICAL, HIGH_TRAFFIC, LATENCY, RATE
 
 # Alert events carried in each pushed snapshot (the full history is the `alerts` op).
 SNAPSHOT_ALERTS = 20
@@ -18,7 +19,8 @@ def status(monitor: Monitor, *, pid: int, started_at: float, now: float, file: d
            process: dict[str, Any], clients: int, tick: dict[str, Any]) -> dict[str, Any]:
     """The `status` reply: exactly the keys of the contract."""
     alert = monitor.alert
-    last = alert.history[-1] if alert.firing and alert.history else None
+    last = next((e for e in reversed(monitor.journal.history) if e.get("rule", HIGH_TRAFFIC) == HIGH_TRAFFIC), None)
+    last = last if alert.firing else None
     return {
         "version": __version__,
         "protocol": PROTOCOL,
@@ -44,10 +46,31 @@ def status(monitor: Monitor, *, pid: int, started_at: float, now: float, file: d
             "hits": last["hits"] if last else None,
             "rate": last["rate"] if last else None,
         },
+        "rules": rules(monitor),
         "process": process,
         "clients": clients,
         "tick": tick,
     }
+
+
+def rules(monitor: Monitor) -> list[dict[str, Any]]:
+    """Every rule's state, the built-in one first: `value` is at the last evaluated second (None
+    while a rule is not evaluated), `error` says why a rule cannot see what it measures."""
+    alert, config = monitor.alert, monitor.config
+    out: list[dict[str, Any]] = [{
+        "name": HIGH_TRAFFIC, "metric": RATE, "active": alert.firing, "since": alert.since, "value": monitor.rate(),
+        "threshold": float(config.threshold), "severity": CRITICAL, "window": config.window, "direction": "above",
+        "error": None}]
+    fmt = monitor.log_format
+    for rule in monitor.rules.rules.values():
+        spec, error = rule.spec, None
+        if fmt is not None and spec.metric == LATENCY and not fmt.latency:
+            error = f"format {fmt.name} has no request time"
+        elif fmt is not None and spec.vhost is not None and not fmt.vhost:
+            error = f"format {fmt.name} has no virtual host"
+        out.append({"name": spec.name, "metric": spec.metric, "active": rule.firing, "since": rule.since,
+                    "value": rule.value, **spec.describe(), "error": error})
+    return out
 
 
 def tick_figures(seconds: Sequence[float]) -> dict[str, Any]:

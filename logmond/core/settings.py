@@ -193,7 +193,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("history_days", "days of per-minute history (and alert events) the state database keeps", default=31,
             parse=_whole, toml=(int,), toml_what="a whole number of days", metavar="D", check=_between(1, MAX_HISTORY_DAYS, " days"),
             scope=DAEMON),
-    Setting("config", "TOML file with the same settings; flags win", scope=RUN, metavar="FILE",
+    Setting("config", "TOML file with the same settings, and the `[[rule]]`, `[[notify]]` and `[alertmanager]` "
+            "tables; flags win. `--once` reads one only when it is given", scope=RUN, metavar="FILE",
             shown_default="`/etc/logmond/logmond.toml` if it exists"),
     Setting("from_start", "with no checkpoint, read the file from its start instead of its end", parse=None,
             scope=DAEMON, default=False, toml=(bool,), toml_what="true or false"),
