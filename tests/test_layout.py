@@ -13,6 +13,8 @@ from logmonctl.layout import (AXIS_CORNER, CHART_MIN_ROWS, EIGHTHS, FIXED_ROWS, 
                               STYLES, THRESHOLD_GLYPH, View, allocate, chart, clock, columns, counts, fields, layout,
                               section_rows, table_header, table_title, TABLE_MIN_WIDTH)
 from logmonctl.screen import ASCII, COLORS, MONO
+from logmond.core.rulespec import parse_rules
+from logmonctl.watch import with_alert
 from shared.schema import alert_message
 
 SOCKET = "/run/logmond/logmond.sock"
@@ -20,12 +22,12 @@ PATH = "/var/log/nginx/access.log"
 SIZES = [(80, 24), (120, 40), (200, 50)]
 
 
-def traffic(threshold: int = 1, quiet_after: bool = False) -> dict:
+def traffic(threshold: int = 1, quiet_after: bool = False, rules: tuple = ()) -> dict:
     """Snapshot data after 20 s of 4 hits/s: /report twice (all 404), /api (every other one 503),
     /blog; plus one malformed and one late line. With threshold 1 the alert fires; with
-    quiet_after, 30 silent seconds follow and it recovers."""
+    quiet_after, 30 silent seconds follow and it recovers. `rules`: [[rule]] tables."""
     m = Monitor(CoreConfig(format="csv", threshold=Fraction(threshold), window=10, lateness=1,
-                           summary_interval=2, timeframe=20))
+                           summary_interval=2, timeframe=20, rules=parse_rules(list(rules))))
     lines = [csv_line(t, t, "/report/y", 404) * 2 + csv_line(t, t, "/api/x", 503 if t % 2 else 200)
              + csv_line(t, t, "/blog/z") for t in range(T0, T0 + 20)]
     m.feed(("".join(lines) + "garbage\n" + csv_line(T0, 1)).encode())
@@ -116,6 +118,33 @@ def test_the_banner_is_red_while_firing_and_green_when_quiet():
     quiet = layout(view(data=traffic(quiet_after=True)), 80, 24)[2]
     assert [style for _, style in quiet] == ["ok"]
     assert text(quiet).startswith(" OK  0.00 hits/s over 10s, threshold 1/s")
+
+
+API_ERRORS = {"name": "api_errors", "metric": "status_share", "status": "5xx", "section": "/api", "window": 10,
+              "above": 0.4}
+
+
+def test_the_banner_names_every_firing_rule_red_for_critical_yellow_for_warning():
+    both = layout(view(data=traffic(rules=[{**API_ERRORS, "severity": "critical"}])), 120, 24)[2]
+    assert [style for _, style in both] == ["alert"]
+    assert text(both).startswith(" ALERT  high traffic since 2019-02-07T21:10:02Z, hits = 12 · now 3.60/s")
+    assert " · api_errors 55.56%" in text(both)
+    warning = layout(view(data=traffic(threshold=1000, rules=[API_ERRORS])), 80, 24)[2]
+    assert [style for _, style in warning] == ["warn"]
+    assert text(warning).startswith(" WARN  · api_errors 55.56% · traffic 3.60 hits/s over 10s")
+    critical = layout(view(data=traffic(threshold=1000, rules=[{**API_ERRORS, "severity": "critical"}])), 80, 24)[2]
+    assert [style for _, style in critical] == ["alert"] and text(critical).startswith(" ALERT  · api_errors")
+
+
+def test_a_rule_alert_push_switches_its_rule_and_leaves_high_traffic_alone():
+    data = traffic(threshold=1000, rules=[API_ERRORS])
+    event = {"id": 99, "type": "recover", "at": T0 + 21, "rule": "api_errors", "severity": "warning",
+             "metric": "status_share", "value": 0.25, "hits": 8}
+    after = with_alert(data, {"event": "alert", **event})
+    rules = {r["name"]: r for r in after["status"]["rules"]}
+    assert (rules["api_errors"]["active"], rules["api_errors"]["value"]) == (False, 0.25)
+    assert after["status"]["alert"] == data["status"]["alert"] and after["alerts"][-1] == event
+    assert text(layout(view(data=after), 80, 24)[2]).startswith(" OK  3.60 hits/s")
 
 
 def test_the_alert_history_has_the_exact_messages():
