@@ -1,6 +1,7 @@
 """Real web servers writing real access logs, for tests: nginx, Apache and Caddy, each run in the
 foreground with everything (config, pid file, error log, temp paths, access logs) inside one
-directory that the test gives it, on 127.0.0.1 at a free port.
+directory that the test gives it, on 127.0.0.1 at a free port. And a real Prometheus
+Alertmanager for logmond to post alerts to, in the same way (see Alertmanager, at the end).
 
     from servers import Nginx, Apache, Caddy, free_port, require, send_requests
 
@@ -32,6 +33,7 @@ Apache run as root serves as www-data: give it a directory others can search (se
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import pwd
 import re
@@ -41,8 +43,10 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import pytest
@@ -63,14 +67,20 @@ def which(binary: str) -> str | None:
     return shutil.which(binary, path=path)
 
 
+# Binary -> the Debian package that installs it, for require()'s reason (.ci/run installs them).
+DEBIAN_PACKAGES = {"nginx": "nginx", "apache2": "apache2", "caddy": "caddy",
+                   "prometheus-alertmanager": "prometheus-alertmanager"}
+
+
 def require(binary: str) -> str:
-    """The binary's path; when it is missing, skip the test with a reason, except under CI=true
-    where a missing server is a failure (CI must install it)."""
+    """The binary's path; when it is missing, skip the test with a reason naming the package to
+    install, except under CI=true where a missing server is a failure (CI must install it)."""
     found = which(binary)
     if found:
         return found
-    reason = (f"{binary} is not installed (Debian: apt-get install -y nginx apache2 caddy); "
-              "the real-server tests need it")
+    package = DEBIAN_PACKAGES.get(binary)
+    how = f" (Debian: apt-get install -y {package})" if package else ""
+    reason = f"{binary} is not installed{how}; the tests against the real server need it"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)
@@ -678,3 +688,172 @@ class Caddy(_Server):
         return {**os.environ, "HOME": f"{d}/home", "XDG_CONFIG_HOME": f"{d}/config",
                 "XDG_DATA_HOME": f"{d}/data", "XDG_CACHE_HOME": f"{d}/cache",
                 "XDG_STATE_HOME": f"{d}/state"}
+
+
+# -- Alertmanager --------------------------------------------------------------------------------
+
+class Alertmanager:
+    """Prometheus Alertmanager 0.25 (Debian's prometheus-alertmanager) in the foreground on
+    127.0.0.1 at a free port, with no cluster port, its config (DIR/alertmanager.yml), storage
+    (DIR/data unless given) and output (DIR/alertmanager.out) in DIR. Its one route goes to a
+    receiver "null" that notifies nobody, grouping after 1 s.
+
+        require("prometheus-alertmanager")
+        with Alertmanager(tmp_path) as am:     # started: GET /-/ready answers 200
+            ...post alerts to am.url...
+            am.alerts()                        # GET /api/v2/alerts: the active ones, parsed
+            am.received()                      # {"firing": n, "resolved": m} posted alerts taken
+            am.freeze(); am.thaw()             # SIGSTOP / SIGCONT: posts wait meanwhile
+
+    Not a _Server: it writes no pid file, and it is ready when /-/ready says so, not when the port
+    accepts. stop() sends SIGTERM to the pid it started (SIGKILL after STOP_TIMEOUT); start()
+    again runs it on the same port with the same storage, so that a client's URL still holds.
+    Alertmanager keeps silences there, not alerts: started again, it has none until they are
+    posted again. A context manager: enter starts, exit stops."""
+
+    name = "alertmanager"
+    binary = "prometheus-alertmanager"
+    CONFIG = """\
+route:
+  receiver: "null"
+  group_wait: 1s
+  group_interval: 1s
+receivers:
+  - name: "null"
+"""
+    # a startup failure saying this is retried on another port (the free port was taken meanwhile)
+    PORT_TAKEN = "address already in use"
+
+    def __init__(self, directory: str | os.PathLike, port: int | None = None,
+                 storage: str | os.PathLike | None = None) -> None:
+        self.dir = Path(directory).resolve()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self._fixed_port = port is not None
+        self.storage = Path(storage).resolve() if storage is not None else self.dir / "data"
+        self.config = self.dir / "alertmanager.yml"
+        self.out_path = self.dir / f"{self.name}.out"
+        self.proc: subprocess.Popen | None = None
+        # no proxy from the environment: Alertmanager is on this machine's loopback
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    @property
+    def url(self) -> str:
+        """The base URL, as `[alertmanager] url` takes it."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> Alertmanager:
+        exe = which(self.binary)
+        if exe is None:
+            raise ServerError(f"{self.binary} is not installed (call require() first)")
+        self.config.write_text(self.CONFIG)
+        for attempt in range(3):
+            command = [exe, f"--config.file={self.config}", f"--storage.path={self.storage}",
+                       f"--web.listen-address={LOOPBACK}:{self.port}", "--cluster.listen-address="]
+            with open(self.out_path, "ab") as out:
+                self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True)
+            try:
+                self._wait_ready()
+            except ServerError:
+                retry = (not self._fixed_port and self.proc.poll() is not None
+                         and self.PORT_TAKEN in self.diagnostics() and attempt < 2)
+                self._kill()
+                if not retry:
+                    raise
+                self.port = free_port()
+                continue
+            self._fixed_port = True  # started again, it must answer at the same URL
+            return self
+        raise AssertionError("unreachable")
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise ServerError(f"{self.name} exited with {code} while starting:\n{self.diagnostics()}")
+            try:
+                if self._get("/-/ready", timeout=0.5)[0] == 200:
+                    return
+            except OSError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                raise ServerError(f"{self.name} was not ready on {self.url} within {START_TIMEOUT}s:\n"
+                                  f"{self.diagnostics()}")
+            time.sleep(0.02)
+
+    def _get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        try:
+            with self._opener.open(self.url + path, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            with e:
+                return e.code, e.read()
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """GET /api/v2/alerts: the alerts Alertmanager holds active (resolved ones are not listed)."""
+        status, body = self._get("/api/v2/alerts")
+        if status != 200:
+            raise ServerError(f"GET /api/v2/alerts answered {status}: {body[:500]!r}")
+        return json.loads(body)
+
+    def received(self) -> dict[str, int]:
+        """Alerts taken from posts since it started, by status ("firing", "resolved"): its
+        alertmanager_alerts_received_total counter, summed over API versions."""
+        status, body = self._get("/metrics")
+        if status != 200:
+            raise ServerError(f"GET /metrics answered {status}")
+        counts = {"firing": 0, "resolved": 0}
+        for m in re.finditer(r'^alertmanager_alerts_received_total\{status="(\w+)",[^}]*\} (\S+)$',
+                             body.decode(), re.M):
+            counts[m.group(1)] = counts.get(m.group(1), 0) + int(float(m.group(2)))
+        return counts
+
+    def diagnostics(self) -> str:
+        """Its own output, for failure messages."""
+        text = self.out_path.read_text(errors="replace")[-4000:] if self.out_path.exists() else ""
+        return f"--- {self.out_path.name}\n{text}" if text else "(no output)"
+
+    def freeze(self) -> None:
+        """SIGSTOP: it still takes connections (the kernel does) but answers nothing until thaw()."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> int | None:
+        """Stop it (again is harmless, frozen or not): SIGTERM to its pid, SIGKILL if it has not
+        exited after STOP_TIMEOUT; its exit code."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+                os.kill(proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                _Server._killpg(proc)
+                proc.wait(timeout=STOP_TIMEOUT)
+                raise ServerError(f"{self.name} did not stop on SIGTERM within {STOP_TIMEOUT}s; "
+                                  f"killed:\n{self.diagnostics()}")
+        return proc.returncode
+
+    def _kill(self) -> None:
+        if self.proc is not None:
+            _Server._killpg(self.proc)
+            self.proc.wait(timeout=STOP_TIMEOUT)
+            self.proc = None
+
+    def __enter__(self) -> Alertmanager:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
