@@ -58,7 +58,10 @@ def payload(event: Event, alert_event: Event, host: str, now: float) -> dict[str
     # never before startsAt: Alertmanager refuses (400, the whole post) an alert that ends before it
     # starts, as one would with a log clock ahead of this one, or a recovery logged before its alert
     ends = max(now + ALERT_TTL if event["type"] == ALERT else event["at"], starts)
-    annotations = {"summary": alert_message(event), "value": metric_text(event.get("metric", RATE), value)}
+    summary = alert_message(event)
+    if event.get("withdrawn"):
+        summary = f"{alert_message(alert_event)}; resolved because a reload changed or removed the rule"
+    annotations = {"summary": summary, "value": metric_text(event.get("metric", RATE), value)}
     return {"labels": labels, "annotations": annotations, "startsAt": iso_utc(starts), "endsAt": iso_utc(ends)}
 
 
@@ -127,6 +130,15 @@ class AlertmanagerClient:
         one post, as Alertmanager may have resolved them by their endsAt (or lost them, it keeps
         no alerts across its own restarts) while logmond was down."""
         self._take(events)
+
+    def withdraw(self, rule: str, at: int) -> None:
+        """Resolve a rule's alert at log time `at` without a recovery: a reload changed or removed
+        the rule, so what fired is no longer watched."""
+        with self._cond:
+            if rule in self._alerts and self._alerts[rule].recovery is None:
+                alert = self._alerts[rule].alert
+                self._alerts[rule] = _Alert(alert, {**alert, "type": RECOVER, "at": at, "withdrawn": True})
+                self._cond.notify()
 
     def _take(self, events: Iterable[Event]) -> None:
         """The events' states, under the lock at once so that the thread posts them together."""

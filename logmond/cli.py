@@ -106,11 +106,13 @@ def _run(args: argparse.Namespace) -> int:
         safety_check=values["safety_check"],
         drain_grace=values["drain_grace"],
         history_days=values["history_days"],
+        notify=values["notify"],
+        alertmanager=values["alertmanager"],
     )
 
-    def reload() -> settings.CoreConfig:
+    def reload() -> dict[str, Any]:
         """The config file read again, under the same flags (OperatorError if it is broken)."""
         again, file_again = config_file.load(args.config)
-        return settings.core_config(resolve(args, file_again, again))
+        return resolve(args, file_again, again)
 
     return serve(daemon, settings.core_config(values), reload=reload)

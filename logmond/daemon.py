@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -18,10 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
+from logmond.alertmanager import AlertmanagerClient
 from logmond.clock import LiveClock
 from logmond.core.errors import OperatorError
 from logmond.core.monitor import Monitor
-from logmond.core.settings import CoreConfig
+from logmond.core.settings import CoreConfig, core_config
+from logmond.core.targets import AlertmanagerSpec, HookSpec
+from logmond.hooks import Hooks, check_commands
 from logmond.notify import Notifier
 from logmond.ops import DaemonState, Ops
 from logmond.replay import ReplayClock, Replayer
@@ -48,6 +52,10 @@ STATE_BYTES_PER_SECOND = 8 * 1024
 MAX_CHECKPOINT_GAP = 10.0
 # Seconds between two warnings that the state database cannot be written (a full disk).
 SAVE_WARNING_EVERY = 60.0
+# Seconds a stop waits for running hooks before killing them, and for the last Alertmanager post
+# (the resolutions not yet delivered): well inside systemd's 90 s stop timeout.
+HOOKS_GRACE = 5.0
+ALERTMANAGER_GRACE = 5.0
 
 log = logging.getLogger("logmond")
 
@@ -65,6 +73,9 @@ class Settings:
     drain_grace: float = 2.0
     # Days of history rows and alert events the state database keeps.
     history_days: int = 31
+    # Where alert events go besides the socket and the journal.
+    notify: tuple[HookSpec, ...] = ()
+    alertmanager: AlertmanagerSpec | None = None
 
 
 class Store(Protocol):
@@ -88,7 +99,7 @@ Opener = Callable[[Monitor, Sequence[Position], bool], Source]
 
 class Daemon:
     def __init__(self, settings: Settings, core: CoreConfig, open_source: Opener, clock: Clock, store: Store,
-                 reload: Callable[[], CoreConfig] | None = None) -> None:
+                 reload: Callable[[], dict[str, Any]] | None = None) -> None:
         self.settings = settings
         self.core = core
         self._open_source = open_source
@@ -112,10 +123,18 @@ class Daemon:
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logmond-history")
         # Seconds each of the last TICK_SAMPLES ticks took (perf_counter), newest last.
         self.tick_seconds: deque[float] = deque(maxlen=TICK_SAMPLES)
+        host = socket.gethostname()
+        self.hooks = Hooks(settings.notify, host)
+        self.hook_specs = settings.notify
+        self.alertmanager = None if settings.alertmanager is None else AlertmanagerClient(settings.alertmanager, host)
 
     # -- lifecycle -------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Check the state dir, restore the checkpoint and open the log (OperatorError if not)."""
+        """Check the hooks' programs and the state dir, restore the checkpoint and open the log
+        (OperatorError if not)."""
+        problem = check_commands(self.settings.notify)
+        if problem is not None:
+            raise OperatorError(problem)
         self.store.prepare()
         resume = self._restore()
         # A checkpoint that followed no file (the log was absent) means whatever is there now is
@@ -145,6 +164,9 @@ class Daemon:
         # collections rare, since ingestion allocates millions of short-lived tuples.
         gc.freeze()
         gc.set_threshold(100_000, 50, 100)
+        if self.alertmanager is not None:
+            self.alertmanager.start()
+            self.alertmanager.resume(self.monitor.firing_events())
         self.notifier.send("READY=1")
         log.info("following %s, socket %s", self.settings.file, self.settings.socket)
         self._schedule_read()
@@ -172,6 +194,9 @@ class Daemon:
             self._reader.submit(self.store.close_reader)
             self._reader.shutdown(wait=True, cancel_futures=True)
             self.store.close()
+            await self.hooks.close(HOOKS_GRACE)
+            if self.alertmanager is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.alertmanager.close, ALERTMANAGER_GRACE)
         finally:
             try:
                 await self.server.close()
@@ -231,8 +256,9 @@ class Daemon:
             self.clock.observe(self.monitor.clock, time.time())
 
     def _announce(self, events: list[Event]) -> None:
-        """Log and push alert events, once the checkpoint holds them: a daemon killed right after
-        announcing one resumes past it, and never announces it again."""
+        """Log, push and notify alert events, once the checkpoint holds them: a daemon killed
+        right after announcing one resumes past it, and never announces it again (Alertmanager
+        is told again what still fires, see run())."""
         alerts = [event for event in events if event["type"] in (ALERT, RECOVER)]
         if not alerts:
             return
@@ -241,6 +267,9 @@ class Daemon:
         for event in alerts:
             log.warning("%s", alert_message(event))
             self.server.publish_alert(event)
+            self.hooks.submit(event)
+            if self.alertmanager is not None:
+                self.alertmanager.submit(event)
 
     # -- the once-a-second work ------------------------------------------------------------
     async def _tick(self) -> None:
@@ -329,14 +358,19 @@ class Daemon:
         return positions
 
     def _on_hup(self) -> None:
-        """Reload the config file (alert settings apply at once) and reopen the log."""
+        """Reload the config file (alert settings, rules and hooks apply at once) and reopen the log."""
         if self._reload is not None:
             try:
-                new = self._reload()
+                values = self._reload()
+                problem = check_commands(values["notify"])
+                if problem is not None:
+                    raise OperatorError(problem)
             except OperatorError as exc:
                 log.error("reload failed, keeping the running configuration: %s", exc)
             else:
-                self._apply(new)
+                self._apply(core_config(values))
+                self.hooks.replace(values["notify"])
+                self.hook_specs = values["notify"]
         assert self.source is not None
         self._unwatch(self.source)
         self._drain()
@@ -354,6 +388,7 @@ class Daemon:
         self._schedule_read()
 
     def _apply(self, new: CoreConfig) -> None:
+        firing = {name for name, rule in self.monitor.rules.rules.items() if rule.firing}
         needs_restart, changes = self.monitor.reconfigure(new)
         self.core = self.monitor.config
         if needs_restart:
@@ -362,6 +397,10 @@ class Daemon:
                             ("removed", changes.removed)):
             for name in names:
                 log.info("rule %s %s", name, what)
+        # What fired under a rule no longer watched as it was is resolved at Alertmanager.
+        if self.alertmanager is not None and self.monitor.clock is not None:
+            for name in firing.intersection(changes.changed + changes.removed):
+                self.alertmanager.withdraw(name, self.monitor.clock)
 
     # -- the socket API --------------------------------------------------------------------
     def _api_state(self, stop: asyncio.Event) -> DaemonState:
@@ -371,7 +410,18 @@ class Daemon:
                            monitor=lambda: self.monitor, file_status=self._file_status,
                            clients=lambda: self.server.clients if self.server is not None else 0,
                            tick_seconds=lambda: self.tick_seconds, history=self.store.history,
-                           in_thread=self._in_reader, events=self.store.events, stop=stop.set)
+                           in_thread=self._in_reader, events=self.store.events, stop=stop.set,
+                           notify=self._notify_status)
+
+    def _notify_status(self) -> dict[str, Any]:
+        """status's `notify`: what the hooks did, and how Alertmanager is being told (None: not set)."""
+        h, am = self.hooks, self.alertmanager
+        hooks = None if not self.hook_specs else {
+            "count": len(self.hook_specs), "started": h.started, "failed": h.failed, "killed": h.killed,
+            "dropped": h.dropped, "running": h.running, "queued": h.queued}
+        return {"hooks": hooks, "alertmanager": None if am is None else {
+            "url": am.spec.url, "firing": am.firing, "pending": am.pending, "sent": am.sent,
+            "last_error": am.last_error}}
 
     def _in_reader(self, work: Callable[[], Any]) -> Awaitable[Any]:
         """Run `work` in the history thread (its reads and sums must not hold the loop)."""
@@ -413,7 +463,7 @@ def _replay(path: str, speed: float, clock: ReplayClock) -> Opener:
     return open_source
 
 
-def serve(settings: Settings, core: CoreConfig, reload: Callable[[], CoreConfig] | None = None) -> int:
+def serve(settings: Settings, core: CoreConfig, reload: Callable[[], dict[str, Any]] | None = None) -> int:
     """Run logmond in the foreground until SIGTERM/SIGINT; 2 on a startup problem."""
     logging.basicConfig(level=logging.INFO, format="logmond: %(levelname)s %(message)s")
     if settings.replay_speed is None:

@@ -208,10 +208,12 @@ class Hooks:
         log.warning("%s: killed %s%s%s", run, when, how, _said(run))
 
     def _environment(self, event: Event) -> dict[str, str]:
-        """The daemon's environment and the event's LOGMON_* variables (LOGMON_SECTION and
+        """The daemon's environment and the event's LOGMON_* variables (LOGMON_METRIC says the
+        unit of LOGMON_VALUE and LOGMON_THRESHOLD: hits/s, a fraction, seconds; LOGMON_SECTION and
         LOGMON_VHOST only when the event's rule is for one section or vhost)."""
         env = dict(os.environ)
         env.update(LOGMON_EVENT=event["type"], LOGMON_RULE=event["rule"], LOGMON_SEVERITY=event["severity"],
+                   LOGMON_METRIC=event["metric"],
                    LOGMON_VALUE=repr(float(event["value"])), LOGMON_THRESHOLD=repr(float(event["threshold"])),
                    LOGMON_AT=iso_utc(event["at"]), LOGMON_MESSAGE=alert_message(event), LOGMON_HOST=self.host)
         for key in ("section", "vhost"):

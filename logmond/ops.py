@@ -47,6 +47,7 @@ class DaemonState:
     # Alert events after an id from the state database, at most a number (None: not kept there).
     events: Callable[[int, int], list[dict[str, Any]] | None]
     stop: Callable[[], None]                    # ask the daemon to stop (it does so after this loop turn)
+    notify: Callable[[], dict[str, Any]]        # the exec hooks' and Alertmanager's figures (status)
 
 
 def shutdown_allowed(uid: int | None) -> bool:
@@ -115,7 +116,8 @@ class Ops:
         """The `status` reply, with the process figures of the last tick."""
         return replies.status(self.state.monitor(), pid=os.getpid(), started_at=self.state.started_at,
                               now=time.time(), file=self.state.file_status(), process=self._figures,
-                              clients=self.state.clients(), tick=replies.tick_figures(self.state.tick_seconds()))
+                              clients=self.state.clients(), tick=replies.tick_figures(self.state.tick_seconds()),
+                              notify=self.state.notify())
 
     def tick(self) -> dict[str, Any]:
         """Once a second: measure the process anew and return the snapshot to push to subscribers."""

@@ -109,7 +109,7 @@ def test_a_hook_gets_the_event_in_its_environment_and_on_stdin(tmp_path: Path, c
     message = "api_errors generated an alert - status_share = 7.50%, triggered at 2019-02-07T21:11:00Z"
     assert first["env"] == {
         "LOGMON_EVENT": "alert", "LOGMON_RULE": "api_errors", "LOGMON_SEVERITY": "critical",
-        "LOGMON_VALUE": "0.075", "LOGMON_THRESHOLD": "0.05", "LOGMON_AT": "2019-02-07T21:11:00Z",
+        "LOGMON_METRIC": "status_share", "LOGMON_VALUE": "0.075", "LOGMON_THRESHOLD": "0.05", "LOGMON_AT": "2019-02-07T21:11:00Z",
         "LOGMON_MESSAGE": message, "LOGMON_HOST": "web-1", "LOGMON_SECTION": "/api", "LOGMON_VHOST": "shop"}
     assert json.loads(first["stdin"]) == {**rule_event, "message": message, "host": "web-1"}
     assert first["inherited"] == "from the daemon"
@@ -119,7 +119,7 @@ def test_a_hook_gets_the_event_in_its_environment_and_on_stdin(tmp_path: Path, c
     message = "High traffic alert recovered - hits = 1020, recovered at 2019-02-07T21:12:00Z (8.50/s over 120s)"
     assert second["env"] == {
         "LOGMON_EVENT": "recover", "LOGMON_RULE": "high_traffic", "LOGMON_SEVERITY": "critical",
-        "LOGMON_VALUE": "8.5", "LOGMON_THRESHOLD": "10.0", "LOGMON_AT": "2019-02-07T21:12:00Z",
+        "LOGMON_METRIC": "rate", "LOGMON_VALUE": "8.5", "LOGMON_THRESHOLD": "10.0", "LOGMON_AT": "2019-02-07T21:12:00Z",
         "LOGMON_MESSAGE": message, "LOGMON_HOST": "web-1"}
     assert json.loads(second["stdin"]) == {**builtin, "message": message, "host": "web-1"}
     assert sorted(messages(caplog, logging.INFO)) == [f"hook {recorder} for api_errors alert: exit 0",

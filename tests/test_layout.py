@@ -35,7 +35,7 @@ def traffic(threshold: int = 1, quiet_after: bool = False, rules: tuple = ()) ->
     st = replies.status(m, pid=4242, started_at=1000.0, now=1065.0,
                          file={"path": PATH, "device": 1, "inode": 2, "offset": 3, "size": 3},
                          process={"rss_bytes": 25 * 2**20, "cpu_percent": 3.5, "open_fds": 9}, clients=2,
-                         tick=replies.tick_figures([0.003] * 60))
+                         tick=replies.tick_figures([0.003] * 60), notify={"hooks": None, "alertmanager": None})
     return replies.push(st, m)
 
 

@@ -439,3 +439,24 @@ def test_keys_pause_sort_table_and_help(busy, term):
     t.wait(lambda s: "pause / resume" not in s, "the help closed")
     t.send(b"q")
     assert t.exit_code() == 0 and t.restored()
+
+
+def test_the_banner_names_every_firing_rule_in_a_real_terminal(logmond, short_tmp, writer, term):
+    cfg = short_tmp / "rules.toml"
+    cfg.write_text('[[rule]]\nname = "api_errors"\nmetric = "status_share"\nstatus = "5xx"\nsection = "/api"\n'
+                   'window = 5\nabove = 0.3\nseverity = "critical"\n'
+                   '[[rule]]\nname = "report_404"\nmetric = "status_share"\nstatus = "404"\nsection = "/report"\n'
+                   'window = 5\nabove = 0.5\n')
+
+    def line(now: int, n: int) -> str:
+        return csv_line(now, n, "/api/x", 503 if n % 2 else 200) + csv_line(now, n, "/report/y", 404)
+
+    d = logmond("--config", str(cfg), *FAST).start()
+    writer(short_tmp / "access.log", rate=RATE, line=line).start()
+    t = term(d.socket, 120, 30)
+    t.wait(lambda s: re.search(r"ALERT  high traffic since .* · api_errors \d+\.\d\d% · report_404 100\.00%", s),
+           "the banner to name both firing rules")
+    t.shows("api_errors generated an alert - status_share = ")
+    t.shows("report_404 generated an alert - status_share = 100.00%")
+    t.send(b"q")
+    assert t.exit_code() == 0 and t.restored()

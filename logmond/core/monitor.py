@@ -20,7 +20,7 @@ from logmond.core.parse import R_FORMAT, SAMPLE_CHARS, Record
 from logmond.core.rules import Changes, RuleSet
 from logmond.core.settings import RELOADABLE, CoreConfig, core_config, core_values
 from logmond.core.window import HISTORY_TRACKED, Block, Rollup, history_row
-from shared.schema import TOTALS, Event
+from shared.schema import ALERT, HIGH_TRAFFIC, TOTALS, Event
 
 # Malformed lines kept for inspection (the newest ones).
 MALFORMED_SAMPLES = 20
@@ -373,6 +373,18 @@ class Monitor:
             "malformed_by_reason": dict(self.malformed_by_reason),
             "malformed_samples": list(self.malformed_samples),
         }
+
+    def firing_events(self) -> list[Event]:
+        """The alert event of each rule firing now, for notifications to tell again after a restart."""
+        firing = {name for name, rule in self.rules.rules.items() if rule.firing}
+        if self.alert.firing:
+            firing.add(HIGH_TRAFFIC)
+        found: dict[str, Event] = {}
+        for event in reversed(self.journal.history):
+            name = event.get("rule", HIGH_TRAFFIC)
+            if name in firing and name not in found and event["type"] == ALERT:
+                found[name] = event
+        return list(found.values())
 
     def unfit_sample(self) -> str | None:
         """A line no format fits (the first one), to show the operator."""

@@ -16,7 +16,7 @@ SNAPSHOT_ALERTS = 20
 
 
 def status(monitor: Monitor, *, pid: int, started_at: float, now: float, file: dict[str, Any],
-           process: dict[str, Any], clients: int, tick: dict[str, Any]) -> dict[str, Any]:
+           process: dict[str, Any], clients: int, tick: dict[str, Any], notify: dict[str, Any]) -> dict[str, Any]:
     """The `status` reply: exactly the keys of the contract."""
     alert = monitor.alert
     last = next((e for e in reversed(monitor.journal.history) if e.get("rule", HIGH_TRAFFIC) == HIGH_TRAFFIC), None)
@@ -50,6 +50,7 @@ def status(monitor: Monitor, *, pid: int, started_at: float, now: float, file: d
         "process": process,
         "clients": clients,
         "tick": tick,
+        "notify": notify,
     }
 
 

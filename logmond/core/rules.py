@@ -237,7 +237,6 @@ class RuleSet:
                     if rule.wants(section, vhost):
                         rule.tally(second, n, status)
         if self._timed and rtimes is not None:
-            hosts = vhosts if self._by_vhost and vhosts is not None else repeat(None)
             for (second, kind, vhost, rtime), n in Counter(zip(seconds, kinds, hosts, rtimes)).items():
                 if rtime is None:
                     continue
