@@ -22,12 +22,12 @@ LIVE = ("--lateness", "30", "--threshold", "1000000")
 
 STATUS_KEYS = {"version", "protocol", "pid", "started_at", "uptime", "file", "format", "format_spec", "format_error",
                "lines", "parsed", "malformed", "late", "recent", "clock", "rate", "threshold", "window", "alert",
-               "process", "clients", "tick"}
+               "rules", "process", "clients", "tick", "notify"}
 FILE_KEYS = {"path", "device", "inode", "offset", "size"}
 ALERT_KEYS = {"active", "since", "hits", "rate"}
 PROCESS_KEYS = {"rss_bytes", "cpu_percent", "open_fds"}
 TICK_KEYS = {"count", "p50_ms", "p99_ms", "max_ms"}
-EVENT_KEYS = {"id", "type", "at", "hits", "rate", "threshold", "window"}
+EVENT_KEYS = {"id", "type", "at", "hits", "rate", "threshold", "window", "rule", "severity", "metric", "value"}
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -269,7 +269,8 @@ def test_subscribe_snapshots_and_alert_push(logmond, short_tmp):
         assert alert is not None, "no alert pushed within 15s"
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
         assert {k: v for k, v in alert.items() if k != "event"} == {
-            "id": 1, "type": "alert", "at": ts, "hits": 30, "rate": 3.0, "threshold": 1.0, "window": 10}
+            "id": 1, "type": "alert", "at": ts, "hits": 30, "rate": 3.0, "threshold": 1.0, "window": 10,
+            "rule": "high_traffic", "severity": "critical", "metric": "rate", "value": 3.0}
         assert alert["event"] == "alert"
         # Snapshots keep coming after the alert, and show it.
         later = [next(pushes) for _ in range(2)]

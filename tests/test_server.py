@@ -65,7 +65,7 @@ class Owner:
         self.ops = Ops(DaemonState(file="/var/log/access.log", started_at=time.time(), monitor=lambda: monitor,
                                    file_status=dict, clients=lambda: 0, tick_seconds=tuple,
                                    history=lambda since, until: ([], []), in_thread=inline, events=lambda after, limit: None,
-                                   stop=self.shutdowns.set))
+                                   stop=self.shutdowns.set, notify=dict))
 
     def call(self, op: str, args: dict[str, Any], peer_uid: int | None) -> dict[str, Any]:
         if op == "status":
@@ -646,7 +646,7 @@ def test_ops_read_the_daemon_state_at_each_call() -> None:
                           file_status=lambda: {"path": "/var/log/access.log", "offset": 7},
                           clients=lambda: current["clients"], tick_seconds=lambda: current["ticks"],
                           history=lambda since, until: ([], []), in_thread=inline, events=lambda after, limit: None,
-                          stop=lambda: stops.append(True)))
+                          stop=lambda: stops.append(True), notify=dict))
     assert ops.hello_info() == {"file": "/var/log/access.log"}
     st = ops.call("status", {}, os.geteuid())
     assert (st["lines"], st["clients"], st["file"], st["started_at"]) == (0, 3, {"path": "/var/log/access.log",
@@ -797,7 +797,8 @@ def test_alerts_come_from_the_state_database_a_page_at_a_time(monkeypatch):
     ops = Ops(DaemonState(file="/var/log/access.log", started_at=1000.0, monitor=lambda: Monitor(CoreConfig()),
                           file_status=dict, clients=lambda: 0, tick_seconds=tuple,
                           history=lambda since, until: ([], []), in_thread=inline,
-                          events=lambda after, limit: [e for e in kept if e["id"] > after][:limit], stop=lambda: None))
+                          events=lambda after, limit: [e for e in kept if e["id"] > after][:limit], stop=lambda: None,
+                          notify=dict))
     monkeypatch.setattr("logmond.ops.ALERTS_PAGE", 4)
     pages, since = [], 0
     while True:
