@@ -268,3 +268,17 @@ def test_every_metric_gives_the_events_of_the_offline_rule(table, log, pieces, l
     spec = parse_rules([table])[0]
     expected = offline([(ts, s, status, float(rt)) for ts, s, status, rt in lines], spec)
     assert [(e["type"], e["at"], e["value"]) for e in events] == expected
+
+
+def test_with_auto_a_rule_the_detected_format_cannot_feed_says_so_and_check_warns():
+    from logmond.core import replies
+    from logmonctl import render
+    monitor = Monitor(CoreConfig(rules=parse_rules([rule(metric="latency", above=0.5)])))
+    stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(T0))
+    monitor.feed("".join(f'10.0.0.1 - - [{stamp}] "GET /a HTTP/1.1" 200 5 "-" "ua"\n' for _ in range(60)).encode())
+    found = {r["name"]: r for r in replies.rules(monitor)}
+    assert monitor.format == "combined" and found["r"]["error"] == "format combined has no request time"
+    status = {"format": "combined", "format_error": None, "alert": {"active": False}, "rules": list(found.values()),
+              "recent": {"lines": 60, "malformed": 0}}
+    assert render.state(status) == render.WARNING
+    assert render.rule_state(found["r"]) == "r cannot be evaluated: format combined has no request time"
