@@ -46,7 +46,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Self
 from urllib.parse import urlsplit
 
 import pytest
@@ -226,7 +226,40 @@ class ServerError(AssertionError):
     pass
 
 
-class _Server:
+class _Process:
+    """What every server of the harness does with its process: kill its group, and run as a
+    context manager (started on entry, stopped on exit). Subclasses set `proc` and define
+    start() and stop()."""
+
+    proc: subprocess.Popen | None
+
+    @staticmethod
+    def _killpg(proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _kill(self) -> None:
+        if self.proc is not None:
+            self._killpg(self.proc)
+            self.proc.wait(timeout=STOP_TIMEOUT)
+            self.proc = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> int | None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Server(_Process):
     """Common life cycle: write the config, Popen the foreground server (stdout+stderr to
     DIR/<name>.out), wait until its pid file holds its pid and the port accepts a connection
     (failing with the server's output and error log if it exits first or takes too long); stop
@@ -348,25 +381,6 @@ class _Server:
             if raise_after:
                 raise ServerError(raise_after)
         return proc.returncode
-
-    @staticmethod
-    def _killpg(proc: subprocess.Popen) -> None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def _kill(self) -> None:
-        if self.proc is not None:
-            self._killpg(self.proc)
-            self.proc.wait(timeout=STOP_TIMEOUT)
-            self.proc = None
-
-    def __enter__(self) -> _Server:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # reading the logs
     def log_path(self, name: str) -> Path:
@@ -692,7 +706,7 @@ class Caddy(_Server):
 
 # -- Alertmanager --------------------------------------------------------------------------------
 
-class Alertmanager:
+class Alertmanager(_Process):
     """Prometheus Alertmanager 0.25 (Debian's prometheus-alertmanager) in the foreground on
     127.0.0.1 at a free port, with no cluster port, its config (DIR/alertmanager.yml), storage
     (DIR/data unless given) and output (DIR/alertmanager.out) in DIR. Its one route goes to a
@@ -840,20 +854,9 @@ receivers:
             try:
                 proc.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                _Server._killpg(proc)
+                self._killpg(proc)
                 proc.wait(timeout=STOP_TIMEOUT)
                 raise ServerError(f"{self.name} did not stop on SIGTERM within {STOP_TIMEOUT}s; "
                                   f"killed:\n{self.diagnostics()}")
         return proc.returncode
 
-    def _kill(self) -> None:
-        if self.proc is not None:
-            _Server._killpg(self.proc)
-            self.proc.wait(timeout=STOP_TIMEOUT)
-            self.proc = None
-
-    def __enter__(self) -> Alertmanager:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
