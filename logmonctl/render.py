@@ -113,6 +113,12 @@ def alert_line(event: dict[str, Any]) -> str:
     return f"[{event.get('severity', schema.CRITICAL)} {event.get('rule', HIGH_TRAFFIC)}] {alert_message(event)}"
 
 
+def _rule_prefix(event: dict[str, Any]) -> str:
+    """A `[[rule]]` rule's name before its event in a history row; the built-in rule's go bare."""
+    rule = event.get("rule", HIGH_TRAFFIC)
+    return "" if rule == HIGH_TRAFFIC else f"{rule} "
+
+
 def rules_of(st: dict[str, Any]) -> list[dict[str, Any]]:
     """The `[[rule]]` rules of a status reply (the built-in one is its own fields)."""
     return [r for r in st.get("rules", []) if r["name"] != HIGH_TRAFFIC]
@@ -230,8 +236,8 @@ def history_text(steps: list[dict[str, Any]], step: int, by: str | None) -> list
     for s in steps:
         hits, status = s["hits"], s["status"]
         lat = s["latency"]
-        alerts = ", ".join(f"{'ALERT' if e['type'] == 'alert' else 'recovered'} {iso_utc(e['at'])[11:19]}"
-                           for e in s["alerts"])
+        alerts = ", ".join(f"{_rule_prefix(e)}{'ALERT' if e['type'] == 'alert' else 'recovered'} "
+                           f"{iso_utc(e['at'])[11:19]}" for e in s["alerts"])
         rows.append([time.strftime(fmt, time.gmtime(s["start"])), f"{hits:,}", f"{s['rate']:.2f}",
                      spark(s["rate"], top), percent(status.get("4xx", 0), hits), percent(status.get("5xx", 0), hits),
                      size(s["bytes"]), *((latency(lat["p50"]), latency(lat["p99"])) if lat else

@@ -282,3 +282,13 @@ def test_with_auto_a_rule_the_detected_format_cannot_feed_says_so_and_check_warn
               "recent": {"lines": 60, "malformed": 0}}
     assert render.state(status) == render.WARNING
     assert render.rule_state(found["r"]) == "r cannot be evaluated: format combined has no request time"
+
+
+def test_history_rows_name_the_rule_of_each_alert_but_the_built_in_one():
+    from logmonctl import render
+    step = {"start": T0, "end": T0 + 60, "hits": 60, "rate": 1.0, "status": {"5xx": 30}, "bytes": 6000,
+            "latency": None, "alerts": [{"type": "alert", "at": T0 + 5, "rule": "high_traffic"},
+                                        {"type": "alert", "at": T0 + 7, "rule": "api_errors"},
+                                        {"type": "recover", "at": T0 + 50}]}
+    row = render.history_text([step], 60, None)[-1]
+    assert row.endswith("ALERT 21:10:05, api_errors ALERT 21:10:07, recovered 21:10:50"), row
