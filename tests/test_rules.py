@@ -292,3 +292,16 @@ def test_history_rows_name_the_rule_of_each_alert_but_the_built_in_one():
                                         {"type": "recover", "at": T0 + 50}]}
     row = render.history_text([step], 60, None)[-1]
     assert row.endswith("ALERT 21:10:05, api_errors ALERT 21:10:07, recovered 21:10:50"), row
+
+
+def test_a_rules_memory_is_its_window_whatever_the_length_of_the_log():
+    tables = [rule(name="share", metric="status_share", status="5xx", window=7),
+              rule(name="slow", metric="latency", window=7, above=0.5)]
+    monitor = Monitor(CoreConfig(format=FMT, lateness=3, rules=parse_rules([{**t, "above": 0.5} for t in tables])))
+    rng = random.Random(3)
+    for chunk in range(20):
+        monitor.feed("".join(line(T0 + chunk * 50 + s, status=rng.choice([200, 500]), rtime=f"0.{rng.randrange(1000):03d}")
+                             for s in range(50) for _ in range(3)).encode())
+        for r in monitor.rules.rules.values():
+            held = len(r.window) + len(r.sketches)
+            assert held <= 7 and len(r.pending) + len(r.pending_times) <= 3 + 2, (r.spec.name, held)
