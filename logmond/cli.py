@@ -108,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         history_days=values["history_days"],
         notify=values["notify"],
         alertmanager=values["alertmanager"],
+        metrics_listen=values["metrics_listen"],
     )
 
     def reload() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import socket
 import sqlite3
@@ -25,7 +26,9 @@ from logmond.core.errors import OperatorError
 from logmond.core.monitor import Monitor
 from logmond.core.settings import CoreConfig, core_config
 from logmond.core.targets import AlertmanagerSpec, HookSpec
+from logmond.exposition import Exposition, LogmondCollector
 from logmond.hooks import Hooks, check_commands
+from logmond.metrics_server import MetricsServer
 from logmond.notify import Notifier
 from logmond.ops import DaemonState, Ops
 from logmond.replay import ReplayClock, Replayer
@@ -76,6 +79,8 @@ class Settings:
     # Where alert events go besides the socket and the journal.
     notify: tuple[HookSpec, ...] = ()
     alertmanager: AlertmanagerSpec | None = None
+    # (host, port) of the Prometheus endpoint; None: off.
+    metrics_listen: tuple[str, int] | None = None
 
 
 class Store(Protocol):
@@ -106,8 +111,9 @@ class Daemon:
         self.clock = clock
         self.store = store
         self._reload = reload
-        self.monitor = Monitor(core, record=store.records)
+        self.monitor = self._new_monitor()
         self.source: Source | None = None
+        self.metrics: MetricsServer | None = None
         self.notifier = Notifier()
         self.started_at = time.time()
         self.server: Server | None = None
@@ -149,11 +155,15 @@ class Daemon:
         assert source is not None
         self.ops = Ops(self._api_state(self._stop))
         self.server = Server(self.settings.socket, self.ops)
+        if self.settings.metrics_listen is not None:
+            await self._serve_metrics(*self.settings.metrics_listen)
         try:
             await self.server.start()
-        except AlreadyRunning as exc:
-            raise OperatorError(str(exc)) from None
-        except OSError as exc:
+        except (AlreadyRunning, OSError) as exc:
+            if self.metrics is not None:
+                await self.metrics.close()
+            if isinstance(exc, AlreadyRunning):
+                raise OperatorError(str(exc)) from None
             raise OperatorError(f"cannot create socket {self.settings.socket}: {exc.strerror or exc}; "
                                 f"choose another with --socket PATH") from None
         self._watch(source)
@@ -200,8 +210,25 @@ class Daemon:
         finally:
             try:
                 await self.server.close()
+                if self.metrics is not None:
+                    await self.metrics.close()
             finally:
                 self.source.close()
+
+    def _new_monitor(self) -> Monitor:
+        return Monitor(self.core, record=self.store.records, metrics=self.settings.metrics_listen is not None)
+
+    async def _serve_metrics(self, host: str, port: int) -> None:
+        """The Prometheus endpoint, reading the monitor and the file at each scrape."""
+        exposition = Exposition(LogmondCollector(lambda: self.monitor, self._file_status))
+        self.metrics = MetricsServer(host, port, exposition.render)
+        try:
+            await self.metrics.start()
+        except OSError as exc:
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise OperatorError(f"cannot serve metrics on {host}:{port}: {why}; "
+                                f"choose another with --metrics-listen HOST:PORT") from None
+        log.info("serving Prometheus metrics on http://%s:%d/metrics", host, self.metrics.port)
 
     def _watch(self, source: Source) -> None:
         """Wake on the source's descriptor, or read it on a timer if it has none."""
@@ -353,7 +380,7 @@ class Daemon:
                 self.monitor.journal.load(state["monitor"]["alert"])
         except (KeyError, TypeError, ValueError, AttributeError):
             self.store.set_aside("its contents do not fit")
-            self.monitor = Monitor(self.core, record=self.store.records)
+            self.monitor = self._new_monitor()
             return None
         return positions
 

@@ -28,7 +28,6 @@ from conftest import T0, Logmond, csv_line, wait_for
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "logmond.service"
 EXAMPLE = ROOT / "systemd" / "logmond.toml"
-NOTIFY_DROP_IN = ROOT / "systemd" / "notify.conf"
 INSTALLED_BINARY = "/usr/local/bin/logmond"
 # The unit's WatchdogSec= is 30; tests use a short period so that pings come quickly.
 WATCHDOG_USEC = 400_000
@@ -106,13 +105,19 @@ def test_verify_catches_a_trailing_comment(tmp_path: Path) -> None:
     assert "WatchdogSec" in result.stderr or "30 # half" in result.stderr, result
 
 
-def test_the_notify_drop_in_gives_ip_to_the_allowed_addresses_only(tmp_path: Path) -> None:
-    """systemd/notify.conf, merged into the unit as systemd merges a drop-in, verifies cleanly and
-    opens IP without opening every address."""
-    drop_in = NOTIFY_DROP_IN.read_text()
+IP_BACK = {"PrivateNetwork": "no", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6", "IPAddressAllow": "localhost"}
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("notify.conf", IP_BACK),
+    ("metrics.conf", {**IP_BACK, "SocketBindAllow": "tcp:9101", "SocketBindDeny": "any"}),
+])
+def test_a_network_drop_in_gives_ip_to_the_allowed_addresses_only(tmp_path: Path, name: str, expected: dict) -> None:
+    """A drop-in of systemd/, merged into the unit as systemd merges one, verifies cleanly and
+    opens IP without opening every address (metrics.conf: nor binding any port but its own)."""
+    drop_in = (UNIT.parent / name).read_text()
     lines = [line for line in drop_in.splitlines() if re.match(r"^[A-Za-z]+=", line)]
-    assert dict(line.split("=", 1) for line in lines) == {
-        "PrivateNetwork": "no", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6", "IPAddressAllow": "localhost"}
+    assert dict(line.split("=", 1) for line in lines) == expected
     merged = UNIT.read_text().replace("\n[Install]\n", "\n" + "\n".join(lines) + "\n\n[Install]\n")
     result = verify(unit_copy(tmp_path, merged))
     assert (result.returncode, result.stderr) == (0, ""), result.stderr

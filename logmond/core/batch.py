@@ -22,6 +22,7 @@ from operator import floordiv, ge, gt, methodcaller, sub
 from typing import Callable, Hashable, Sequence
 
 from logmond.core.formats import KIND_SUFFIX, LogFormat
+from logmond.core.counters import Counters
 from logmond.core.rules import RuleSet
 from logmond.core.parse import (MAX_BYTES_PER_LINE, MAX_LINE, R_BINARY, R_CLOCK, R_TOO_LONG, SAMPLE_CHARS, Record,
                                 decode_line, latency_of, meaning_of, vhost_of)
@@ -185,10 +186,12 @@ def _present(column: Sequence[object]) -> Sequence[object] | None:
 class Counts:
     """Where accepted lines are counted: hits per second, and a Block per summary interval."""
 
-    def __init__(self, interval: int, rules: RuleSet | None = None) -> None:
+    def __init__(self, interval: int, rules: RuleSet | None = None, counters: Counters | None = None) -> None:
         self.interval = interval
-        # The alert rules, which count the same lines into buckets of their own.
+        # The alert rules, which count the same lines into buckets of their own, and the
+        # counters since start of the metrics endpoint (None when it is off).
         self.rules = rules if rules is not None else RuleSet()
+        self.counters = counters
         # Where a block's bytes saturate.
         self.max_bytes = interval * MAX_BYTES_PER_SECOND
         self.seconds: dict[int, int] = {}
@@ -261,6 +264,8 @@ class Counts:
             self.seconds[second] = self.seconds.get(second, 0) + n
         if self.rules:
             self.rules.count(seconds, kinds, meaning or _itself, rtimes, vhosts)
+        if self.counters is not None:
+            self.counters.count(kinds, meaning or _itself, sizes, rtimes)
         blocks = list(map(floordiv, seconds, repeat(self.interval)))
         columns = [c for c in (hosts, kinds, sizes, rtimes, utimes, vhosts)]
         region = _unsorted_region(blocks)

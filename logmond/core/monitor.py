@@ -13,6 +13,7 @@ from collections import Counter, deque
 from typing import Any
 
 from logmond.core.alerts import AlertRule, Journal
+from logmond.core.counters import Counters
 from logmond.core.batch import MAX_JUMP, Chunk, Counts, fast_chunk, slow_chunk, split_lines
 from logmond.core import catalog
 from logmond.core.formats import LogFormat
@@ -42,7 +43,7 @@ HISTORY_SPAN = 60
 
 
 class Monitor:
-    def __init__(self, config: CoreConfig, record: bool = False) -> None:
+    def __init__(self, config: CoreConfig, record: bool = False, metrics: bool = False) -> None:
         # For the state database: closed blocks, alert events and history rows are handed out
         # once (Rollup.take_closed, journal.history, take_history) instead of being part of every
         # to_state().
@@ -80,7 +81,9 @@ class Monitor:
         # The cursor of a timeline closed by a jump backwards, while the rules' windows wait to be
         # moved to the new one (see _evaluate).
         self._rule_base: int | None = None
-        self.counts = Counts(config.summary_interval, self.rules)
+        # Counters since start for the metrics endpoint, kept only when it is on.
+        self.counters = Counters(config.metrics_sections) if metrics else None
+        self.counts = Counts(config.summary_interval, self.rules, self.counters)
         self.seconds = self.counts.seconds
         self.blocks = self.counts.blocks
         # Hits in (cursor - 1 - window, cursor - 1].
@@ -435,6 +438,7 @@ class Monitor:
             "rollup": self.rollup.to_state(),
             "alert": {**self.alert.to_state(), **self.journal.to_state(), **({"history": []} if self.record else {})},
             "rules": self.rules.to_state(), "rule_base": self._rule_base,
+            "counters": None if self.counters is None else self.counters.to_state(),
             "suspects": [[[*rec, sample] for rec, sample in group] for group in self.groups],
             "carry": self.carry,
             "row": None if self._row is None else [self._row[0], self._row[1].to_state()],
@@ -466,6 +470,8 @@ class Monitor:
         # Absent from checkpoints written before there were rules.
         self.rules.load(state.get("rules", {}))
         self._rule_base = state.get("rule_base")
+        if self.counters is not None and state.get("counters") is not None:
+            self.counters.load(state["counters"])
         # Absent from checkpoints written before the clock guard.
         self.groups = [_records(group) for group in state.get("suspects", [])]
         self.carry = [int(n) for n in state.get("carry", [])]

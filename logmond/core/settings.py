@@ -28,6 +28,9 @@ MAX_BLOCKS = 8_640
 # Longest safety-check period and drain grace, seconds: past a minute a lost event goes unseen
 # for too long, and a rotated file is held open for nothing.
 MAX_WAIT = 60
+# Most sections with series of their own on the metrics endpoint: each is a dozen series per
+# method and code, and a scrape of tens of thousands of series is a slow scrape.
+MAX_METRICS_SECTIONS = 1_000
 # Most days of history kept: ten years of minute rows (about 5 million) is as far as anyone looks.
 MAX_HISTORY_DAYS = 3_650
 
@@ -58,6 +61,16 @@ def _positive(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"must be > 0, not {text}")
     return value
+
+
+def _listen(text: str) -> tuple[str, int]:
+    """HOST:PORT (an IPv6 host in brackets) -> (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, like 127.0.0.1:9101, not {text!r}")
+    return host, int(port)
 
 
 @dataclass(frozen=True)
@@ -186,6 +199,9 @@ SETTINGS: tuple[Setting, ...] = (
             check=_between(1, MAX_SPAN)),
     Setting("timeframe", "span of the rolling rollup the daemon serves", default=600, parse=_whole, toml=(int,),
             toml_what="a whole number of seconds", metavar="S", check=_timeframe),
+    Setting("metrics_sections", "sections with series of their own on the metrics endpoint (the first to lead by "
+            "hits; the others are `(other)`)", default=50, parse=_whole, toml=(int,), toml_what="a whole number",
+            metavar="N", check=_between(1, MAX_METRICS_SECTIONS, "")),
     Setting("socket", "the Unix socket to serve", scope=DAEMON, metavar="PATH", toml=(str,),
             toml_what="a path string", shown_default="see below"),
     Setting("state_dir", "where the state database lives", scope=DAEMON, metavar="DIR", toml=(str,),
@@ -212,6 +228,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("alertmanager", "post alerts to this Alertmanager: an `[alertmanager]` table with `url` (see "
             "Notifications)", toml=(dict,), toml_what="an [alertmanager] table", convert=parse_alertmanager,
             scope=DAEMON, shown_default="none"),
+    Setting("metrics_listen", "serve Prometheus metrics at http://HOST:PORT/metrics (`127.0.0.1:9101`, "
+            "`0.0.0.0:9101`, `[::]:9101`)", scope=DAEMON, parse=_listen, toml=(str,), toml_what="a HOST:PORT string",
+            metavar="HOST:PORT", shown_default="off"),
     Setting("replay", "pace an existing file by its own timestamps (with --speed)", parse=None, scope=DAEMON,
             default=False),
     Setting("speed", "with --replay: log seconds per second", default=1.0, parse=_positive, scope=DAEMON,
@@ -269,6 +288,11 @@ def from_toml(name: str, value: Any) -> Any:
         return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
     if setting.parse is _positive:
         return float(value)
+    if setting.parse is _listen:
+        try:
+            return _listen(value)
+        except ValueError as exc:
+            raise InvalidSetting(name, str(exc)) from None
     return value
 
 
